@@ -1,0 +1,88 @@
+"""
+### xforce_nightly: the cross-force exchange, every night
+
+For each of the seven forces and each dataset (incidents, ANPR reads, seizures):
+
+1. **plan_night**: work out the night (the local day before the run, or the `night` param) and list force x dataset.
+2. **land_extract**: copy the force's files from the landing zone to the immutable raw zone with their SHA-256
+   (an identical re-delivery is a no-op). No files: the extract is *missing* and its next tasks are skipped.
+3. **validate_extract**: normalise to the canonical schema, validate with the Great Expectations suite in
+   `expectations/`, pseudonymise plates, split valid rows from quarantined rows (each with its reason), stage.
+   Seizures run after incidents so each can be checked against its incident.
+4. **publish_night**: move every staged extract into `curated/dataset=…/date=…/force=…` and
+   `quarantine/…` (one file per partition, replaced atomically), write `_manifest.json` per dataset and night,
+   and print the force x dataset table. Runs whatever happened upstream: one force never holds back the others.
+
+The ledger (`XFORCE_LEDGER_URL`) has a row per extract and night with counts, checksum, status and error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+TZ = "Europe/London"
+
+
+@dag(
+    dag_id="xforce_nightly",
+    schedule=CronTriggerTimetable("30 2 * * *", timezone=TZ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["xforce", "nightly"],
+    default_args={"owner": "xforce", "retries": 2, "retry_delay": timedelta(minutes=2),
+                  "retry_exponential_backoff": True},
+    params={"night": Param(None, type=["null", "string"], format="date",
+                           description="Night to process (YYYY-MM-DD); default: the day before the run")},
+    doc_md=__doc__,
+)
+def xforce_nightly() -> None:
+    @task(multiple_outputs=True)
+    def plan_night(params: dict | None = None, logical_date: datetime | None = None,  # noqa: RUF013
+                   run_id: str | None = None) -> dict[str, list[dict[str, str]]]:
+        """List force x dataset for the night; unknown folders in landing are recorded in the ledger."""
+        from xforce import pipeline, tasks
+
+        night = tasks.resolve_night(params or {}, logical_date, TZ)
+        items = pipeline.plan_night(pipeline.Context.from_env(), night, str(run_id))
+        return {"night": night,  # type: ignore[dict-item]
+                "primary": [i for i in items if i["dataset"] != "seizures"],
+                "seizures": [i for i in items if i["dataset"] == "seizures"]}
+
+    @task(map_index_template="{{ xforce_label }}")
+    def land_extract(item: dict[str, str], run_id: str | None = None) -> dict:
+        """Copy this force's files for the night from landing to raw (SHA-256, immutable)."""
+        from xforce import tasks
+
+        get_current_context()["xforce_label"] = f"{item['force']}/{item['dataset']}"  # type: ignore[typeddict-unknown-key]
+        return tasks.land(item, str(run_id))
+
+    @task(map_index_template="{{ xforce_label }}")
+    def validate_extract(ref: dict, run_id: str | None = None) -> dict:
+        """Normalise, validate with GX, tokenise plates, split quarantine, stage."""
+        from xforce import tasks
+
+        get_current_context()["xforce_label"] = f"{ref['force']}/{ref['dataset']}"  # type: ignore[typeddict-unknown-key]
+        return tasks.process(ref, str(run_id))
+
+    @task(trigger_rule="all_done")
+    def publish_night(night: str, run_id: str | None = None) -> list[dict]:
+        """Publish every staged extract atomically, write manifests, print the table."""
+        from xforce import tasks
+
+        return tasks.publish(night, str(run_id))
+
+    plan = plan_night()
+    checked = validate_extract.expand(ref=land_extract.expand(item=plan["primary"]))
+    landed_seizures = land_extract.override(task_id="land_seizures").expand(item=plan["seizures"])
+    checked_seizures = validate_extract.override(task_id="validate_seizures", trigger_rule="all_done").expand(
+        ref=landed_seizures)
+    checked >> checked_seizures
+    publish = publish_night(plan["night"])
+    [checked, checked_seizures] >> publish
+
+
+xforce_nightly()

@@ -1,0 +1,49 @@
+"""The Airflow settings the project runs with locally (``xforce run``, ``make run``, tests).
+
+Everything is an environment variable so that the same values can go into a compose file or a
+deployment; nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xforce.settings import PROJECT_ROOT, Settings
+
+#: Telemetry off everywhere: there is no network, and police data never phones home.
+NO_TELEMETRY = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+    "SCARF_ANALYTICS": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for running Airflow on embedded defaults (SQLite, local folders).
+
+    ``AIRFLOW_HOME`` is honoured when set; otherwise Airflow lives in ``<data dir>/airflow``.
+    Values already present in ``base`` (e.g. a PostgreSQL ``SQL_ALCHEMY_CONN``) win.
+    """
+    env = dict(os.environ if base is None else base)
+    home = env.get("AIRFLOW_HOME") or str(Path(settings.data_dir) / "airflow")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "AIRFLOW_HOME": home,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(Path(home) / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "XFORCE_DATA_DIR": settings.data_dir,
+        **NO_TELEMETRY,
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    for key, value in NO_TELEMETRY.items():
+        env[key] = value
+    return env

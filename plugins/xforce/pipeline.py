@@ -1,0 +1,368 @@
+"""The nightly exchange as plain functions: land -> process (normalise, validate, split, stage) -> publish.
+
+The DAG calls these; so do ``xforce ingest`` and the tests. Each takes small references and
+returns small dicts (what goes through XCom); data stays in the zones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from xforce.contracts import DatasetContract, Registry, load_registry
+from xforce.errors import ExtractError, UnsafePathError
+from xforce.ledger import Ledger, utcnow
+from xforce.normalise import normalise
+from xforce.readers import ReadReport, read_extract
+from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
+from xforce.settings import Settings, hmac_key
+from xforce.storage import Zone, safe_relpath
+from xforce.tokenise import tokenise
+from xforce.validate import validate
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+
+
+@dataclass
+class Context:
+    """Everything a step needs, built once per task from settings."""
+
+    settings: Settings
+    registry: Registry
+    ledger: Ledger
+
+    @classmethod
+    def from_env(cls) -> Context:
+        s = Settings.from_env()
+        return cls(s, load_registry(s.config_dir), Ledger(s.ledger_url, s.sql_dir))
+
+    def zone(self, name: str) -> Zone:
+        return Zone(getattr(self.settings, name))
+
+
+def partition(dataset: str, night: str, force: str) -> str:
+    return f"dataset={dataset}/date={night}/force={force}"
+
+
+def run_key(run_id: str) -> str:
+    """A path-safe, stable folder name for a run id."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", run_id)[:60]
+    return f"{slug}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+# ------------------------------------------------------------------------------------ plan
+def plan_night(ctx: Context, night: str, run_id: str) -> list[dict[str, str]]:
+    """Every force x dataset to look for; unknown folders in landing are recorded, not read."""
+    landing = ctx.zone("landing")
+    for name in landing.list_dirs(""):
+        if name not in ctx.registry.forces:
+            ctx.ledger.event("unknown_force_folder", night=night, detail={"folder": name}, run_id=run_id)
+    return [{"night": night, "force": f, "dataset": d} for f in ctx.registry.forces for d in DATASETS]
+
+
+# ------------------------------------------------------------------------------------ land
+def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str) -> dict[str, Any]:
+    """Copy the night's files from landing to the immutable raw zone, with their SHA-256.
+
+    An identical re-delivery adds nothing to raw. When landing is empty but an earlier run
+    kept a raw copy of this night, that copy is used again (a re-run never loses a night).
+    """
+    ctx.registry.force(force)
+    landing, raw = ctx.zone("landing"), ctx.zone("raw")
+    folder = safe_relpath(force, dataset, night)
+    previous = ctx.ledger.get(night, force, dataset)
+    files: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for info in landing.list_files(folder):
+        name = info.path.rsplit("/", 1)[-1]
+        if info.is_symlink:
+            problems.append(f"{name}: symbolic link refused")
+            continue
+        if not _SAFE_NAME.match(name):
+            if not name.startswith("."):  # dot files (editor/temp files) are ignored silently
+                problems.append(f"{name!r}: unsafe file name refused")
+            continue
+        sha = landing.sha256(info.path)
+        raw_rel = safe_relpath(folder, sha, name)
+        if not raw.exists(raw_rel):
+            raw.copy_from(landing, info.path, raw_rel)
+        files.append({"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel})
+    for p in problems:
+        ctx.ledger.event("refused_file", night=night, force=force, dataset=dataset, detail=p, run_id=run_id)
+    source = "landing"
+    if not files and previous and previous.get("files"):
+        files, source = list(previous["files"]), "raw"
+    if not files:
+        error = "; ".join(problems) if problems else None
+        status = "quarantined" if problems else "missing"
+        ctx.ledger.record(night, force, dataset, replace=True, status=status, run_id=run_id, error=error,
+                          rows_in=0, rows_published=0, rows_quarantined=0)
+        ctx.ledger.event(status, night=night, force=force, dataset=dataset, detail=error, run_id=run_id)
+        return {"night": night, "force": force, "dataset": dataset, "status": status, "files": []}
+    digest = files[0]["sha256"] if len(files) == 1 else hashlib.sha256(
+        "".join(f["sha256"] for f in files).encode()).hexdigest()
+    identical = bool(previous and previous.get("sha256") == digest)
+    ctx.ledger.record(
+        night, force, dataset, replace=True, status="landed", run_id=run_id, files=files, sha256=digest,
+        bytes=sum(int(f["bytes"]) for f in files),
+        received_at=(previous or {}).get("received_at") if identical else utcnow(),
+        warning="; ".join(problems) or None,
+    )
+    ctx.ledger.event("redelivered_identical" if identical else "landed", night=night, force=force,
+                     dataset=dataset, detail={"sha256": digest, "from": source}, run_id=run_id)
+    return {"night": night, "force": force, "dataset": dataset, "status": "landed", "files": files}
+
+
+# --------------------------------------------------------------------------------- process
+def night_window(registry: Registry, contract: DatasetContract, night: str) -> tuple[datetime, datetime]:
+    d = date.fromisoformat(night)
+    tz = ZoneInfo(registry.timezone)
+    tol = timedelta(hours=contract.night_tolerance_hours)
+    if contract.time_precision == "month":
+        start = datetime(d.year, d.month, 1, tzinfo=ZoneInfo("UTC"))
+        end = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=ZoneInfo("UTC"))
+        return start, end - timedelta(microseconds=1)
+    start = datetime.combine(d, time(0), tz)
+    end = datetime.combine(d + timedelta(days=1), time(0), tz)
+    return (start - tol).astimezone(ZoneInfo("UTC")), (end + tol).astimezone(ZoneInfo("UTC"))
+
+
+def known_incidents(ctx: Context, force: str, night: str, run_id: str) -> set[str]:
+    """Incident record ids a seizure may point at: published earlier, or staged this run."""
+    ids: set[str] = set()
+    curated, staging = ctx.zone("curated"), ctx.zone("staging")
+    base = "dataset=incidents"
+    for day in curated.list_dirs(base):
+        if day <= f"date={night}":
+            rel = f"{base}/{day}/force={force}/part-0.parquet"
+            if curated.exists(rel):
+                ids.update(curated.read_parquet(rel).column("record_id").to_pylist())
+    staged = f"{run_key(run_id)}/published/{partition('incidents', night, force)}/part-0.parquet"
+    if staging.exists(staged):
+        ids.update(staging.read_parquet(staged).column("record_id").to_pylist())
+    return ids
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            cols.append(table.column(f.name).cast(f.type))
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+class _Writers:
+    """The staged published and quarantine Parquet files of one extract."""
+
+    def __init__(self, staging: Zone, key: str, dataset: str, night: str, force: str) -> None:
+        self.staging, self.dataset = staging, dataset
+        part = partition(dataset, night, force)
+        self.paths = {"published": f"{key}/published/{part}/part-0.parquet",
+                      "quarantine": f"{key}/quarantine/{part}/part-0.parquet"}
+        self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
+        self.writers = {k: staging.parquet_writer(p, self.schemas[k]) for k, p in self.paths.items()}
+        self.counts: Counter[str] = Counter()
+
+    def write(self, kind: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self.writers[kind].write_table(_conform(table, self.schemas[kind]))
+            self.counts[kind] += table.num_rows
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Normalise, validate (GX), tokenise and split one landed extract into staged files."""
+    night, force, dataset = ref["night"], ref["force"], ref["dataset"]
+    result = {"night": night, "force": force, "dataset": dataset, "status": ref["status"]}
+    if ref["status"] != "landed":
+        return result
+    contract = ctx.registry.contract(force, dataset)
+    raw, staging = ctx.zone("raw"), ctx.zone("staging")
+    key_version, key = hmac_key()
+    writers = _Writers(staging, run_key(run_id), dataset, night, force)
+    reasons: Counter[str] = Counter()
+    warnings: list[str] = []
+    errors: list[str] = []
+    rows_in = 0
+    seen: set[str] = set()
+    incidents = known_incidents(ctx, force, night, run_id) if dataset == "seizures" else None
+    try:
+        for f in ref["files"]:
+            report = ReadReport(contract)
+            try:
+                for batch in read_extract(lambda f=f: raw.open(f["raw"]), contract, ctx.registry, report):
+                    rows_in += batch.table.num_rows + len(batch.rejects)
+                    params = _params(ctx.registry, report.contract, night)
+                    _process_batch(batch.table, batch.rejects, report.contract, force, f, params, ctx, seen,
+                                   incidents, key_version, key, writers, reasons)
+            except ExtractError as exc:
+                errors.append(f"{f['name']}: {exc}")
+            if report.warning:
+                warnings.append(f"{f['name']}: {report.warning}")
+    finally:
+        writers.close()
+    published, quarantined = writers.counts["published"], writers.counts["quarantine"]
+    if rows_in != published + quarantined:  # the accounting invariant: nothing silently lost
+        raise AssertionError(f"accounting broken: {rows_in} in, {published} published, {quarantined} quarantined")
+    status = "quarantined" if errors and not rows_in else "validated"
+    ctx.ledger.record(night, force, dataset, status=status, rows_in=rows_in, rows_published=published,
+                      rows_quarantined=quarantined, reasons=dict(sorted(reasons.items())),
+                      error="; ".join(errors) or None,
+                      warning="; ".join(w for w in [*warnings, (ctx.ledger.get(night, force, dataset) or {})
+                                                    .get("warning")] if w) or None,
+                      staged=writers.paths if status == "validated" else None, run_id=run_id)
+    ctx.ledger.event(status, night=night, force=force, dataset=dataset, run_id=run_id,
+                     detail={"rows_in": rows_in, "published": published, "quarantined": quarantined,
+                             "reasons": dict(reasons), "errors": errors})
+    result.update(status=status, rows_in=rows_in, rows_published=published, rows_quarantined=quarantined)
+    return result
+
+
+def _params(registry: Registry, contract: DatasetContract, night: str) -> dict[str, Any]:
+    import pandas as pd
+
+    start, end = night_window(registry, contract, night)
+    r = registry.region
+    return {"night_start": pd.Timestamp(start), "night_end": pd.Timestamp(end), "lat_min": r.lat_min,
+            "lat_max": r.lat_max, "lon_min": r.lon_min, "lon_max": r.lon_max}
+
+
+def first_occurrences(ids: pa.Array, seen: set[str]) -> pa.Array:
+    """True for the first time an id is seen in this extract (nulls are never duplicates)."""
+    out = np.ones(len(ids), dtype=bool)
+    for i, v in enumerate(ids.to_pylist()):
+        if v is None:
+            continue
+        if v in seen:
+            out[i] = False
+        else:
+            seen.add(v)
+    return pa.array(out)
+
+
+def _process_batch(source: pa.Table, rejects: list[Any], contract: DatasetContract, force: str,
+                   file: dict[str, Any], params: dict[str, Any], ctx: Context, seen: set[str],
+                   incidents: set[str] | None, key_version: str, key: bytes, writers: _Writers,
+                   reasons: Counter[str]) -> None:
+    dataset = contract.dataset
+    if rejects:
+        rej = pa.table({"source_record": pa.array([r.record for r in rejects], pa.int64()),
+                        "reason": pa.array([r.reason for r in rejects], pa.string()),
+                        "detail": pa.array([r.detail for r in rejects], pa.string())})
+        rej = rej.append_column("force_code", pa.array([force] * len(rejects), pa.string()))
+        rej = rej.append_column("source_file", pa.array([file["name"]] * len(rejects), pa.string()))
+        writers.write("quarantine", rej)
+        reasons.update(r.reason for r in rejects)
+    if source.num_rows == 0:
+        return
+    table = normalise(source, contract, force, file["name"], file["sha256"][:16])
+    table = table.append_column("_first_occurrence", first_occurrences(table.column("source_id").combine_chunks(),
+                                                                       seen))
+    if incidents is not None:
+        table = table.append_column("_incident_known", pc.is_in(table.column("incident_record_id"),
+                                                                value_set=pa.array(sorted(incidents), pa.string())))
+    parse_failed = pc.is_valid(table.column("_error"))
+    bad_early = table.filter(parse_failed)
+    good = table.filter(pc.invert(parse_failed))
+    verdict = validate(good.drop_columns(["_error"]), dataset, contract, params, ctx.settings.expectations_dir)
+    failed = pa.array([r is not None for r in verdict.reasons], pa.bool_())
+    quarantine = pa.concat_tables([
+        bad_early.append_column("reason", bad_early.column("_error"))
+                 .append_column("detail", pa.nulls(bad_early.num_rows, pa.string())),
+        good.filter(failed).append_column("reason", pa.array([r for r in verdict.reasons if r], pa.string()))
+            .append_column("detail", pa.array([d for d, r in zip(verdict.details, verdict.reasons, strict=True)
+                                               if r], pa.string())),
+    ])
+    published = good.filter(pc.invert(failed))
+    for kind, part in (("published", published), ("quarantine", quarantine)):
+        if "plate" in part.column_names:
+            part = part.append_column(TOKEN_COLUMN[dataset], tokenise(part.column("plate"), key))
+            part = part.append_column("plate_key_version", pc.if_else(
+                pc.is_valid(part.column(TOKEN_COLUMN[dataset])), pa.scalar(key_version), pa.scalar(None, pa.string())))
+            part = part.drop_columns(["plate"])  # the clear plate never leaves this function
+        writers.write(kind, part)
+    reasons.update(quarantine.column("reason").to_pylist())
+
+
+# ---------------------------------------------------------------------------------- publish
+def publish_night(ctx: Context, night: str, run_id: str) -> dict[str, Any]:
+    """Move every extract staged by this run into curated/quarantine, then write the manifests.
+
+    Each partition is one Parquet file replaced in a single step, so a reader sees the old
+    night or the new one, never half of it; re-running a night replaces, never duplicates.
+    """
+    curated, quarantine, staging = ctx.zone("curated"), ctx.zone("quarantine"), ctx.zone("staging")
+    summary: dict[str, Any] = {}
+    for dataset in DATASETS:
+        forces: dict[str, Any] = {}
+        for force in ctx.registry.forces:
+            row = ctx.ledger.get(night, force, dataset) or {"status": "missing"}
+            part = f"{partition(dataset, night, force)}/part-0.parquet"
+            status = row["status"]
+            if status == "validated" and row.get("run_id") == run_id and row.get("staged"):
+                staged = row["staged"]
+                curated.move_from(staging, staged["published"], part)
+                quarantine.move_from(staging, staged["quarantine"], part)
+                quarantine.delete(f"{partition(dataset, night, force)}/_extract_error.json")
+                status = "published"
+                ctx.ledger.record(night, force, dataset, status=status, staged=None)
+                ctx.ledger.event("published", night=night, force=force, dataset=dataset, run_id=run_id,
+                                 detail={"rows": row.get("rows_published")})
+            elif status == "quarantined":
+                curated.delete(part)
+                quarantine.delete(part)
+                quarantine.write_json(f"{partition(dataset, night, force)}/_extract_error.json",
+                                      {"error": row.get("error"), "files": row.get("files"), "run_id": run_id})
+            elif status in ("validated", "landed"):
+                status = "failed"  # staged by another run, or processing never finished
+                ctx.ledger.record(night, force, dataset, status=status,
+                                  error=row.get("error") or "processing did not finish in this run")
+            forces[force] = {k: row.get(k) for k in ("rows_in", "rows_published", "rows_quarantined", "sha256",
+                                                     "received_at", "error", "warning", "reasons")}
+            forces[force]["status"] = status
+            if status == "published":
+                forces[force]["file"] = part
+        manifest = {"dataset": dataset, "night": night, "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                    "published_at": utcnow(), "forces": forces,
+                    "totals": {k: sum(int(v.get(k) or 0) for v in forces.values())
+                               for k in ("rows_in", "rows_published", "rows_quarantined")}}
+        curated.write_json(f"dataset={dataset}/date={night}/_manifest.json", manifest)
+        summary[dataset] = {f: v["status"] for f, v in forces.items()}
+    staging.delete_dir(run_key(run_id))
+    ctx.ledger.event("night_published", night=night, run_id=run_id, detail=summary)
+    return summary
+
+
+def night_table(ctx: Context, night: str) -> list[dict[str, Any]]:
+    """One row per force x dataset for people: received, published, quarantined, status."""
+    rows = {(r["force"], r["dataset"]): r for r in ctx.ledger.extracts(night)}
+    out = []
+    for force in ctx.registry.forces:
+        for dataset in DATASETS:
+            r = rows.get((force, dataset), {})
+            out.append({"force": force, "dataset": dataset, "received": r.get("rows_in") or 0,
+                        "published": r.get("rows_published") or 0, "quarantined": r.get("rows_quarantined") or 0,
+                        "status": r.get("status", "missing"), "error": r.get("error") or r.get("warning") or ""})
+    return out
+
+
+def read_curated(curated_uri: str, dataset: str) -> pa.Table:
+    """The published dataset, Hive-partitioned, as one table (for tests and small reads)."""
+    zone = Zone(curated_uri)
+    return pads.dataset(zone.full(f"dataset={dataset}"), filesystem=zone.fs, format="parquet",
+                        partitioning="hive").to_table()

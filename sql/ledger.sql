@@ -1,0 +1,35 @@
+-- The run ledger: one row per extract and night (its latest state), and an append-only
+-- event log beside it. Portable SQL: runs on SQLite (default) and PostgreSQL.
+CREATE TABLE IF NOT EXISTS xforce_extracts (
+    night            VARCHAR(10)  NOT NULL,
+    force            VARCHAR(32)  NOT NULL,
+    dataset          VARCHAR(32)  NOT NULL,
+    status           VARCHAR(16)  NOT NULL,   -- landed | missing | validated | published | quarantined | failed
+    received_at      VARCHAR(32),             -- when the hub first saw the files (UTC, ISO-8601)
+    files            TEXT,                    -- JSON list of {name, sha256, bytes, raw}
+    sha256           VARCHAR(64),             -- checksum of the extract (of its checksums when several files)
+    bytes            BIGINT,
+    rows_in          BIGINT,
+    rows_published   BIGINT,
+    rows_quarantined BIGINT,
+    reasons          TEXT,                    -- JSON {reason: count} of quarantined rows
+    error            TEXT,                    -- why the whole extract could not be used
+    warning          TEXT,                    -- published, but something is worth a look
+    run_id           VARCHAR(250),
+    staged           TEXT,                    -- JSON {published: path, quarantine: path} awaiting publish
+    updated_at       VARCHAR(32)  NOT NULL,
+    PRIMARY KEY (night, force, dataset)
+);
+
+CREATE TABLE IF NOT EXISTS xforce_events (
+    event_id   VARCHAR(32)  NOT NULL PRIMARY KEY,
+    at         VARCHAR(32)  NOT NULL,
+    night      VARCHAR(10),
+    force      VARCHAR(32),
+    dataset    VARCHAR(32),
+    event      VARCHAR(32)  NOT NULL,
+    detail     TEXT,
+    run_id     VARCHAR(250)
+);
+
+CREATE INDEX IF NOT EXISTS xforce_events_night ON xforce_events (night, force, dataset);
