@@ -68,10 +68,11 @@ def read_extract(opener: Opener, contract: DatasetContract, registry: Registry,
                  report: ReadReport | None = None) -> Iterator[SourceBatch]:
     """Read one raw file with its contract (switching to police.uk layout by header)."""
     with opener() as probe:
-        head = _maybe_gunzip_head(probe.read(64 * 1024), contract)
+        head = bytes(probe.read(64 * 1024))
     if not head:
         raise ExtractError("empty file: no header and no records")
     contract = detect_contract(head, contract, registry)
+    head = _maybe_gunzip_head(head, contract)
     rep = report if report is not None else ReadReport(contract)
     rep.contract = contract
     if contract.format == "csv":
