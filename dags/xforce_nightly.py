@@ -40,17 +40,22 @@ TZ = "Europe/London"
     doc_md=__doc__,
 )
 def xforce_nightly() -> None:
-    @task(multiple_outputs=True)
-    def plan_night(params: dict | None = None, logical_date: datetime | None = None,  # noqa: RUF013
-                   run_id: str | None = None) -> dict[str, list[dict[str, str]]]:
-        """List force x dataset for the night; unknown folders in landing are recorded in the ledger."""
+    @task
+    def plan_night(params: dict | None = None, logical_date: datetime | None = None,
+                   run_id: str | None = None) -> str:
+        """Work out the night; record folders in landing that name no known force."""
         from xforce import pipeline, tasks
 
         night = tasks.resolve_night(params or {}, logical_date, TZ)
-        items = pipeline.plan_night(pipeline.Context.from_env(), night, str(run_id))
-        return {"night": night,  # type: ignore[dict-item]
-                "primary": [i for i in items if i["dataset"] != "seizures"],
-                "seizures": [i for i in items if i["dataset"] == "seizures"]}
+        pipeline.scan_landing(pipeline.Context.from_env(), night, str(run_id))
+        return night
+
+    @task
+    def plan_extracts(night: str, datasets: list[str]) -> list[dict[str, str]]:
+        """One item per force x dataset, from the force registry (config/forces.yaml)."""
+        from xforce import pipeline
+
+        return pipeline.plan_night(pipeline.Context.from_env(), night, tuple(datasets))
 
     @task(map_index_template="{{ xforce_label }}")
     def land_extract(item: dict[str, str], run_id: str | None = None) -> dict:
@@ -75,14 +80,14 @@ def xforce_nightly() -> None:
 
         return tasks.publish(night, str(run_id))
 
-    plan = plan_night()
-    checked = validate_extract.expand(ref=land_extract.expand(item=plan["primary"]))
-    landed_seizures = land_extract.override(task_id="land_seizures").expand(item=plan["seizures"])
+    night = plan_night()
+    primary = plan_extracts(night, ["incidents", "anpr_reads"])
+    seizures = plan_extracts.override(task_id="plan_seizures")(night, ["seizures"])
+    checked = validate_extract.expand(ref=land_extract.expand(item=primary))
+    landed_seizures = land_extract.override(task_id="land_seizures").expand(item=seizures)
     checked_seizures = validate_extract.override(task_id="validate_seizures", trigger_rule="all_done").expand(
         ref=landed_seizures)
     checked >> checked_seizures
-    publish = publish_night(plan["night"])
-    [checked, checked_seizures] >> publish
-
+    [checked, checked_seizures] >> publish_night(night)
 
 xforce_nightly()

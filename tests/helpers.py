@@ -15,7 +15,8 @@ from xforce.schemas import DATASETS
 def run_night_plain(ctx: pipeline.Context, night: str) -> str:
     """The DAG's steps in the DAG's order, called directly (for unit tiers)."""
     run_id = f"test__{uuid.uuid4().hex[:8]}"
-    items = pipeline.plan_night(ctx, night, run_id)
+    pipeline.scan_landing(ctx, night, run_id)
+    items = pipeline.plan_night(ctx, night)
     for wave in (("incidents", "anpr_reads"), ("seizures",)):
         for item in items:
             if item["dataset"] in wave:

@@ -78,7 +78,7 @@ def run_dag_test(night: str) -> str:
     """Run ``xforce_nightly`` for a night in this process with ``dag.test()`` (Airflow configured by env)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise XforceError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("xforce_nightly")

@@ -61,13 +61,17 @@ def run_key(run_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ plan
-def plan_night(ctx: Context, night: str, run_id: str) -> list[dict[str, str]]:
-    """Every force x dataset to look for; unknown folders in landing are recorded, not read."""
-    landing = ctx.zone("landing")
-    for name in landing.list_dirs(""):
-        if name not in ctx.registry.forces:
-            ctx.ledger.event("unknown_force_folder", night=night, detail={"folder": name}, run_id=run_id)
-    return [{"night": night, "force": f, "dataset": d} for f in ctx.registry.forces for d in DATASETS]
+def scan_landing(ctx: Context, night: str, run_id: str) -> list[str]:
+    """Folders in landing that name no known force: recorded in the ledger, never read."""
+    unknown = [name for name in ctx.zone("landing").list_dirs("") if name not in ctx.registry.forces]
+    for name in unknown:
+        ctx.ledger.event("unknown_force_folder", night=night, detail={"folder": name}, run_id=run_id)
+    return unknown
+
+
+def plan_night(ctx: Context, night: str, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, str]]:
+    """Every force x dataset to look for."""
+    return [{"night": night, "force": f, "dataset": d} for f in ctx.registry.forces for d in datasets]
 
 
 # ------------------------------------------------------------------------------------ land

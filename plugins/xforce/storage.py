@@ -101,10 +101,10 @@ class Zone:
         return sorted(posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.Directory)
 
     def open(self, rel: str) -> IO[bytes]:
-        return self.fs.open_input_stream(self.full(rel))  # type: ignore[return-value]
+        return self.fs.open_input_stream(self.full(rel), compression=None)  # type: ignore[return-value]
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open_input_stream(self.full(rel)) as f:
+        with self.fs.open_input_stream(self.full(rel), compression=None) as f:
             return bytes(f.read())
 
     def read_json(self, rel: str) -> Any:
@@ -112,7 +112,7 @@ class Zone:
 
     def sha256(self, rel: str) -> str:
         digest = hashlib.sha256()
-        with self.fs.open_input_stream(self.full(rel)) as f:
+        with self.fs.open_input_stream(self.full(rel), compression=None) as f:
             while chunk := f.read(8 << 20):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -134,11 +134,11 @@ class Zone:
         self._mkparent(rel)
         if self.local:
             tmp = self._tmp_name(rel)
-            with self.fs.open_output_stream(self.full(tmp)) as f:
+            with self.fs.open_output_stream(self.full(tmp), compression=None) as f:
                 f.write(data)
             self.fs.move(self.full(tmp), self.full(rel))
         else:
-            with self.fs.open_output_stream(self.full(rel)) as f:  # one PUT: appears whole
+            with self.fs.open_output_stream(self.full(rel), compression=None) as f:  # one PUT: appears whole
                 f.write(data)
 
     def write_json(self, rel: str, doc: Any) -> None:
@@ -152,8 +152,8 @@ class Zone:
         """Copy a file from another zone (streamed), atomically on arrival."""
         self._mkparent(rel)
         target = self._tmp_name(rel) if self.local else rel
-        with src.fs.open_input_stream(src.full(src_rel)) as fin, \
-                self.fs.open_output_stream(self.full(target)) as fout:
+        with src.fs.open_input_stream(src.full(src_rel), compression=None) as fin, \
+                self.fs.open_output_stream(self.full(target), compression=None) as fout:
             while chunk := fin.read(8 << 20):
                 fout.write(chunk)
         if target != rel:
