@@ -57,7 +57,9 @@ def xforce_nightly() -> None:
 
         return pipeline.plan_night(pipeline.Context.from_env(), night, tuple(datasets))
 
-    @task(map_index_template="{{ xforce_label }}")
+    @task(map_index_template="{{ xforce_label }}",
+          doc_md="Copy this force's files for the night from `landing/<force>/<dataset>/<night>/` to "
+                 "`raw/…/<sha256>/` (immutable; an identical re-delivery adds nothing). Ledger: landed or missing.")
     def land_extract(item: dict[str, str], run_id: str | None = None) -> dict:
         """Copy this force's files for the night from landing to raw (SHA-256, immutable)."""
         from xforce import tasks
@@ -65,7 +67,10 @@ def xforce_nightly() -> None:
         get_current_context()["xforce_label"] = f"{item['force']}/{item['dataset']}"  # type: ignore[typeddict-unknown-key]
         return tasks.land(item, str(run_id))
 
-    @task(map_index_template="{{ xforce_label }}")
+    @task(map_index_template="{{ xforce_label }}",
+          doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "
+                 "(Great Expectations), pseudonymise plates and stage published and quarantined rows under "
+                 "`staging/`. Skipped when the extract is missing; fails (others go on) when it is unreadable.")
     def validate_extract(ref: dict, run_id: str | None = None) -> dict:
         """Normalise, validate with GX, tokenise plates, split quarantine, stage."""
         from xforce import tasks
