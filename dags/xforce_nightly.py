@@ -33,16 +33,25 @@ TZ = "Europe/London"
     catchup=False,
     max_active_runs=1,
     tags=["xforce", "nightly"],
-    default_args={"owner": "xforce", "retries": 2, "retry_delay": timedelta(minutes=2),
-                  "retry_exponential_backoff": True},
-    params={"night": Param(None, type=["null", "string"], format="date",
-                           description="Night to process (YYYY-MM-DD); default: the day before the run")},
+    default_args={
+        "owner": "xforce",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "night": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Night to process (YYYY-MM-DD); default: the day before the run",
+        )
+    },
     doc_md=__doc__,
 )
 def xforce_nightly() -> None:
     @task
-    def plan_night(params: dict | None = None, logical_date: datetime | None = None,
-                   run_id: str | None = None) -> str:
+    def plan_night(params: dict | None = None, logical_date: datetime | None = None, run_id: str | None = None) -> str:
         """Work out the night; record folders in landing that name no known force."""
         from xforce import pipeline, tasks
 
@@ -57,9 +66,11 @@ def xforce_nightly() -> None:
 
         return pipeline.plan_night(pipeline.Context.from_env(), night, tuple(datasets))
 
-    @task(map_index_template="{{ xforce_label }}",
-          doc_md="Copy this force's files for the night from `landing/<force>/<dataset>/<night>/` to "
-                 "`raw/…/<sha256>/` (immutable; an identical re-delivery adds nothing). Ledger: landed or missing.")
+    @task(
+        map_index_template="{{ xforce_label }}",
+        doc_md="Copy this force's files for the night from `landing/<force>/<dataset>/<night>/` to "
+        "`raw/…/<sha256>/` (immutable; an identical re-delivery adds nothing). Ledger: landed or missing.",
+    )
     def land_extract(item: dict[str, str], run_id: str | None = None) -> dict:
         """Copy this force's files for the night from landing to raw (SHA-256, immutable)."""
         from xforce import tasks
@@ -67,10 +78,12 @@ def xforce_nightly() -> None:
         get_current_context()["xforce_label"] = f"{item['force']}/{item['dataset']}"  # type: ignore[typeddict-unknown-key]
         return tasks.land(item, str(run_id))
 
-    @task(map_index_template="{{ xforce_label }}",
-          doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "
-                 "(Great Expectations), pseudonymise plates and stage published and quarantined rows under "
-                 "`staging/`. Skipped when the extract is missing; fails (others go on) when it is unreadable.")
+    @task(
+        map_index_template="{{ xforce_label }}",
+        doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "
+        "(Great Expectations), pseudonymise plates and stage published and quarantined rows under "
+        "`staging/`. Skipped when the extract is missing; fails (others go on) when it is unreadable.",
+    )
     def validate_extract(ref: dict, run_id: str | None = None) -> dict:
         """Normalise, validate with GX, tokenise plates, split quarantine, stage."""
         from xforce import tasks
@@ -91,8 +104,10 @@ def xforce_nightly() -> None:
     checked = validate_extract.expand(ref=land_extract.expand(item=primary))
     landed_seizures = land_extract.override(task_id="land_seizures").expand(item=seizures)
     checked_seizures = validate_extract.override(task_id="validate_seizures", trigger_rule="all_done").expand(
-        ref=landed_seizures)
+        ref=landed_seizures
+    )
     checked >> checked_seizures
     [checked, checked_seizures] >> publish_night(night)
+
 
 xforce_nightly()

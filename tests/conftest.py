@@ -46,8 +46,15 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data dir with every zone and the ledger inside it."""
     d = tmp_path / "data"
     monkeypatch.setenv("XFORCE_DATA_DIR", str(d))
-    for var in ("XFORCE_LANDING_URI", "XFORCE_RAW_URI", "XFORCE_CURATED_URI", "XFORCE_QUARANTINE_URI",
-                "XFORCE_STAGING_URI", "XFORCE_LEDGER_URL", "AIRFLOW_HOME"):
+    for var in (
+        "XFORCE_LANDING_URI",
+        "XFORCE_RAW_URI",
+        "XFORCE_CURATED_URI",
+        "XFORCE_QUARANTINE_URI",
+        "XFORCE_STAGING_URI",
+        "XFORCE_LEDGER_URL",
+        "AIRFLOW_HOME",
+    ):
         monkeypatch.delenv(var, raising=False)
     return d
 

@@ -42,8 +42,9 @@ def outputs(ctx: pipeline.Context, dataset: str, night: str) -> tuple[dict[str, 
     return published, quarantined
 
 
-def check_against_truth(ctx: pipeline.Context, night: str, truth: dict[str, Any],
-                        skip: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
+def check_against_truth(
+    ctx: pipeline.Context, night: str, truth: dict[str, Any], skip: set[tuple[str, str]] = frozenset()
+) -> None:  # type: ignore[assignment]
     """Every defect quarantined with its reason; every clean record published exactly once."""
     for dataset in DATASETS:
         published, quarantined = outputs(ctx, dataset, night)

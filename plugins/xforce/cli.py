@@ -1,9 +1,9 @@
 """``xforce``: the same code paths the DAG uses, from the command line.
 
-    xforce generate --date D --out DIR [--anpr-reads N] [--seed S] [--forces ...] [--datasets ...]
-    xforce run --date D            # the nightly DAG for that night, through Airflow itself
-    xforce ingest --force F --dataset D --file PATH --date D
-    xforce status --date D         # the force x dataset table from the ledger
+xforce generate --date D --out DIR [--anpr-reads N] [--seed S] [--forces ...] [--datasets ...]
+xforce run --date D            # the nightly DAG for that night, through Airflow itself
+xforce ingest --force F --dataset D --file PATH --date D
+xforce status --date D         # the force x dataset table from the ledger
 """
 
 from __future__ import annotations
@@ -46,9 +46,17 @@ def ensure_dev_key(data_dir: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from xforce.generate import generate_night
 
-    truth = generate_night(date.fromisoformat(args.date), args.out, anpr_reads=args.anpr_reads, seed=args.seed,
-                           forces=args.forces, datasets=args.datasets, incidents=args.incidents,
-                           seizures=args.seizures, defect_rate=args.defect_rate)
+    truth = generate_night(
+        date.fromisoformat(args.date),
+        args.out,
+        anpr_reads=args.anpr_reads,
+        seed=args.seed,
+        forces=args.forces,
+        datasets=args.datasets,
+        incidents=args.incidents,
+        seizures=args.seizures,
+        defect_rate=args.defect_rate,
+    )
     total = sum(d["records"] for f in truth.values() for d in f.values())
     print(f"wrote {total} records for {args.date} under {args.out}")
     return 0
@@ -85,8 +93,9 @@ def run_dag_test(night: str) -> str:
     if dag is None:
         raise XforceError("DAG xforce_nightly not found")
     # A fresh logical date per run so that a re-run of the same night is a new DAG run.
-    run_after = datetime.combine(date.fromisoformat(night) + timedelta(days=1), time(2, 30),
-                                 ZoneInfo("Europe/London")).astimezone(ZoneInfo("UTC"))
+    run_after = datetime.combine(
+        date.fromisoformat(night) + timedelta(days=1), time(2, 30), ZoneInfo("Europe/London")
+    ).astimezone(ZoneInfo("UTC"))
     logical = run_after + timedelta(microseconds=uuid.uuid4().int % 1_000_000)
     dr = dag.test(logical_date=logical, run_conf={"night": night})
     return str(getattr(dr, "state", "unknown"))
@@ -109,8 +118,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     ref = pipeline.land_extract(ctx, args.date, args.force, args.dataset, run_id)
     pipeline.process_extract(ctx, ref, run_id)
     pipeline.publish_night(ctx, args.date, run_id)
-    rows = [r for r in pipeline.night_table(ctx, args.date) if r["force"] == args.force
-            and r["dataset"] == args.dataset]
+    rows = [
+        r for r in pipeline.night_table(ctx, args.date) if r["force"] == args.force and r["dataset"] == args.dataset
+    ]
     print(tasks.format_table(rows))
     return 0 if rows and rows[0]["status"] == "published" else 1
 
@@ -123,8 +133,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xforce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="xforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write sample extracts for every force in its native format")
     g.add_argument("--date", required=True, type=_night)

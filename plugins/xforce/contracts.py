@@ -152,5 +152,6 @@ def load_registry(config_dir: str) -> Registry:
                 raise ConfigError(f"force {force.code}: family {force.family!r} has no {dataset} contract")
     r = doc["region"]
     region = Region(float(r["lat_min"]), float(r["lat_max"]), float(r["lon_min"]), float(r["lon_max"]))
-    return Registry(timezone=str(doc.get("timezone", "Europe/London")), region=region,
-                    forces=forces, contracts=contracts)
+    return Registry(
+        timezone=str(doc.get("timezone", "Europe/London")), region=region, forces=forces, contracts=contracts
+    )

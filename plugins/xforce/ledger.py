@@ -10,8 +10,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
-EXTRACT_COLUMNS = ("status", "received_at", "files", "sha256", "bytes", "rows_in", "rows_published",
-                   "rows_quarantined", "reasons", "error", "warning", "run_id", "staged")
+EXTRACT_COLUMNS = (
+    "status",
+    "received_at",
+    "files",
+    "sha256",
+    "bytes",
+    "rows_in",
+    "rows_published",
+    "rows_quarantined",
+    "reasons",
+    "error",
+    "warning",
+    "run_id",
+    "staged",
+)
 _JSON_COLUMNS = ("files", "reasons", "staged")
 
 
@@ -41,10 +54,14 @@ class Ledger:
     # ------------------------------------------------------------------ extracts
     def get(self, night: str, force: str, dataset: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.text("SELECT * FROM xforce_extracts WHERE night = :n AND force = :f AND dataset = :d"),
-                {"n": night, "f": force, "d": dataset},
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.text("SELECT * FROM xforce_extracts WHERE night = :n AND force = :f AND dataset = :d"),
+                    {"n": night, "f": force, "d": dataset},
+                )
+                .mappings()
+                .first()
+            )
         return _decode(dict(row)) if row else None
 
     def extracts(self, night: str | None = None) -> list[dict[str, Any]]:
@@ -64,33 +81,61 @@ class Ledger:
             raise ValueError(f"unknown ledger columns {sorted(unknown)}")
         key = {"night": night, "force": force, "dataset": dataset}
         with self.engine.begin() as conn:
-            old = conn.execute(
-                sa.text("SELECT * FROM xforce_extracts WHERE night = :night AND force = :force "
-                        "AND dataset = :dataset"), key).mappings().first()
+            old = (
+                conn.execute(
+                    sa.text(
+                        "SELECT * FROM xforce_extracts WHERE night = :night AND force = :force AND dataset = :dataset"
+                    ),
+                    key,
+                )
+                .mappings()
+                .first()
+            )
             row: dict[str, Any] = {c: None for c in EXTRACT_COLUMNS}
             if old and not replace:
                 row.update({c: old[c] for c in EXTRACT_COLUMNS})
             for name, value in fields.items():
-                row[name] = json.dumps(value, sort_keys=True) if name in _JSON_COLUMNS and value is not None \
-                    else value
+                row[name] = json.dumps(value, sort_keys=True) if name in _JSON_COLUMNS and value is not None else value
             if old:
-                conn.execute(sa.text("DELETE FROM xforce_extracts WHERE night = :night AND force = :force "
-                                     "AND dataset = :dataset"), key)
+                conn.execute(
+                    sa.text(
+                        "DELETE FROM xforce_extracts WHERE night = :night AND force = :force AND dataset = :dataset"
+                    ),
+                    key,
+                )
             row.update(key, updated_at=utcnow())
             cols = ", ".join(row)
-            conn.execute(sa.text(f"INSERT INTO xforce_extracts ({cols}) VALUES ({', '.join(':' + c for c in row)})"),
-                         row)
+            conn.execute(
+                sa.text(f"INSERT INTO xforce_extracts ({cols}) VALUES ({', '.join(':' + c for c in row)})"), row
+            )
 
     # ------------------------------------------------------------------ events
-    def event(self, event: str, *, night: str | None = None, force: str | None = None,
-              dataset: str | None = None, detail: Any = None, run_id: str | None = None) -> None:
+    def event(
+        self,
+        event: str,
+        *,
+        night: str | None = None,
+        force: str | None = None,
+        dataset: str | None = None,
+        detail: Any = None,
+        run_id: str | None = None,
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                sa.text("INSERT INTO xforce_events (event_id, at, night, force, dataset, event, detail, run_id) "
-                        "VALUES (:id, :at, :night, :force, :dataset, :event, :detail, :run_id)"),
-                {"id": uuid.uuid4().hex, "at": utcnow(), "night": night, "force": force, "dataset": dataset,
-                 "event": event, "detail": json.dumps(detail, sort_keys=True, default=str) if detail else None,
-                 "run_id": run_id},
+                sa.text(
+                    "INSERT INTO xforce_events (event_id, at, night, force, dataset, event, detail, run_id) "
+                    "VALUES (:id, :at, :night, :force, :dataset, :event, :detail, :run_id)"
+                ),
+                {
+                    "id": uuid.uuid4().hex,
+                    "at": utcnow(),
+                    "night": night,
+                    "force": force,
+                    "dataset": dataset,
+                    "event": event,
+                    "detail": json.dumps(detail, sort_keys=True, default=str) if detail else None,
+                    "run_id": run_id,
+                },
             )
 
     def events(self, night: str | None = None) -> list[dict[str, Any]]:

@@ -8,14 +8,16 @@ validation step to judge against the contract's required fields.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xforce.contracts import DatasetContract
 from xforce.schemas import TIME_COLUMN
+
+if TYPE_CHECKING:
+    from xforce.contracts import DatasetContract
 
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 _INTEGER = r"^\s*[-+]?\d+\s*$"
@@ -48,16 +50,15 @@ def parse_times(col: pa.Array, contract: DatasetContract) -> pa.Array:
     if fmt == "epoch_ms":
         ms = parse_number(col, pa.int64())
         # Anything beyond year 9999 cannot be a real time; null it before it overflows.
-        ms = pc.if_else(pc.fill_null(pc.less(pc.abs(ms), 253402300799000), False), ms,
-                        pa.scalar(None, pa.int64()))
+        ms = pc.if_else(pc.fill_null(pc.less(pc.abs(ms), 253402300799000), False), ms, pa.scalar(None, pa.int64()))
         return pc.cast(pc.multiply(ms, 1000), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     naive = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
     if contract.timezone.upper() == "UTC":
         return pc.assume_timezone(naive, "UTC")
-    nonexistent = {"shift_forward": "latest", "shift_backward": "earliest"}.get(contract.nonexistent,
-                                                                                contract.nonexistent)
-    return pc.assume_timezone(naive, contract.timezone, ambiguous=contract.ambiguous,
-                              nonexistent=nonexistent)
+    nonexistent = {"shift_forward": "latest", "shift_backward": "earliest"}.get(
+        contract.nonexistent, contract.nonexistent
+    )
+    return pc.assume_timezone(naive, contract.timezone, ambiguous=contract.ambiguous, nonexistent=nonexistent)
 
 
 @functools.lru_cache(maxsize=4)
@@ -89,8 +90,7 @@ def normalise_plate(col: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(plate, ""), pa.scalar(None, pa.string()), plate)
 
 
-def normalise(table: pa.Table, contract: DatasetContract, force: str, source_file: str,
-              file_key: str = "") -> pa.Table:
+def normalise(table: pa.Table, contract: DatasetContract, force: str, source_file: str, file_key: str = "") -> pa.Table:
     """One batch of source fields -> canonical columns plus ``plate`` (clear, for validation) and ``_error``."""
     n = table.num_rows
     src = {name: table.column(name).combine_chunks() for name in table.column_names}
@@ -99,10 +99,12 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
 
     source_id = src.get("source_id", _null_str(n))
     out["source_id"] = source_id
-    fallback = pc.binary_join_element_wise(pa.scalar(f"{force}:{file_key or source_file}#"),
-                                           pc.cast(src["_record"], pa.string()), "")
-    out["record_id"] = pc.if_else(pc.is_valid(source_id),
-                                  pc.binary_join_element_wise(pa.scalar(f"{force}:"), source_id, ""), fallback)
+    fallback = pc.binary_join_element_wise(
+        pa.scalar(f"{force}:{file_key or source_file}#"), pc.cast(src["_record"], pa.string()), ""
+    )
+    out["record_id"] = pc.if_else(
+        pc.is_valid(source_id), pc.binary_join_element_wise(pa.scalar(f"{force}:"), source_id, ""), fallback
+    )
     out["force_code"] = pa.array(np.full(n, force, dtype=object), pa.string())
     out["source_file"] = pa.array(np.full(n, source_file, dtype=object), pa.string())
     out["source_record"] = src["_record"]
@@ -136,8 +138,8 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
     if "incident_ref" in src:
         ref = src["incident_ref"]
         out["incident_record_id"] = pc.if_else(
-            pc.is_valid(ref), pc.binary_join_element_wise(pa.scalar(f"{force}:"), ref, ""),
-            pa.scalar(None, pa.string()))
+            pc.is_valid(ref), pc.binary_join_element_wise(pa.scalar(f"{force}:"), ref, ""), pa.scalar(None, pa.string())
+        )
     if "quantity" in src:
         qty = parse_number(src["quantity"], pa.int64())
         error = _set_error(error, _present_but_null(src["quantity"], qty), "unparseable")

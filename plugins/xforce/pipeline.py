@@ -6,6 +6,7 @@ returns small dicts (what goes through XCom); data stays in the zones.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from xforce.contracts import DatasetContract, Registry, load_registry
-from xforce.errors import ExtractError, UnsafePathError
+from xforce.errors import ExtractError
 from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
 from xforce.readers import ReadReport, read_extract
@@ -109,21 +110,47 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
     if not files:
         error = "; ".join(problems) if problems else None
         status = "quarantined" if problems else "missing"
-        ctx.ledger.record(night, force, dataset, replace=True, status=status, run_id=run_id, error=error,
-                          rows_in=0, rows_published=0, rows_quarantined=0)
+        ctx.ledger.record(
+            night,
+            force,
+            dataset,
+            replace=True,
+            status=status,
+            run_id=run_id,
+            error=error,
+            rows_in=0,
+            rows_published=0,
+            rows_quarantined=0,
+        )
         ctx.ledger.event(status, night=night, force=force, dataset=dataset, detail=error, run_id=run_id)
         return {"night": night, "force": force, "dataset": dataset, "status": status, "files": []}
-    digest = files[0]["sha256"] if len(files) == 1 else hashlib.sha256(
-        "".join(f["sha256"] for f in files).encode()).hexdigest()
+    digest = (
+        files[0]["sha256"]
+        if len(files) == 1
+        else hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    )
     identical = bool(previous and previous.get("sha256") == digest)
     ctx.ledger.record(
-        night, force, dataset, replace=True, status="landed", run_id=run_id, files=files, sha256=digest,
+        night,
+        force,
+        dataset,
+        replace=True,
+        status="landed",
+        run_id=run_id,
+        files=files,
+        sha256=digest,
         bytes=sum(int(f["bytes"]) for f in files),
         received_at=(previous or {}).get("received_at") if identical else utcnow(),
         warning="; ".join(problems) or None,
     )
-    ctx.ledger.event("redelivered_identical" if identical else "landed", night=night, force=force,
-                     dataset=dataset, detail={"sha256": digest, "from": source}, run_id=run_id)
+    ctx.ledger.event(
+        "redelivered_identical" if identical else "landed",
+        night=night,
+        force=force,
+        dataset=dataset,
+        detail={"sha256": digest, "from": source},
+        run_id=run_id,
+    )
     return {"night": night, "force": force, "dataset": dataset, "status": "landed", "files": files}
 
 
@@ -173,8 +200,10 @@ class _Writers:
     def __init__(self, staging: Zone, key: str, dataset: str, night: str, force: str) -> None:
         self.staging, self.dataset = staging, dataset
         part = partition(dataset, night, force)
-        self.paths = {"published": f"{key}/published/{part}/part-0.parquet",
-                      "quarantine": f"{key}/quarantine/{part}/part-0.parquet"}
+        self.paths = {
+            "published": f"{key}/published/{part}/part-0.parquet",
+            "quarantine": f"{key}/quarantine/{part}/part-0.parquet",
+        }
         self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
         self.writers = {k: staging.parquet_writer(p, self.schemas[k]) for k, p in self.paths.items()}
         self.counts: Counter[str] = Counter()
@@ -209,11 +238,24 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
         for f in ref["files"]:
             report = ReadReport(contract)
             try:
-                for batch in read_extract(lambda f=f: raw.open(f["raw"]), contract, ctx.registry, report):
+                for batch in read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report):
                     rows_in += batch.table.num_rows + len(batch.rejects)
                     params = _params(ctx.registry, report.contract, night)
-                    _process_batch(batch.table, batch.rejects, report.contract, force, f, params, ctx, seen,
-                                   incidents, key_version, key, writers, reasons)
+                    _process_batch(
+                        batch.table,
+                        batch.rejects,
+                        report.contract,
+                        force,
+                        f,
+                        params,
+                        ctx,
+                        seen,
+                        incidents,
+                        key_version,
+                        key,
+                        writers,
+                        reasons,
+                    )
             except ExtractError as exc:
                 errors.append(f"{f['name']}: {exc}")
             if report.warning:
@@ -224,15 +266,35 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
     if rows_in != published + quarantined:  # the accounting invariant: nothing silently lost
         raise AssertionError(f"accounting broken: {rows_in} in, {published} published, {quarantined} quarantined")
     status = "quarantined" if errors and not rows_in else "validated"
-    ctx.ledger.record(night, force, dataset, status=status, rows_in=rows_in, rows_published=published,
-                      rows_quarantined=quarantined, reasons=dict(sorted(reasons.items())),
-                      error="; ".join(errors) or None,
-                      warning="; ".join(w for w in [*warnings, (ctx.ledger.get(night, force, dataset) or {})
-                                                    .get("warning")] if w) or None,
-                      staged=writers.paths if status == "validated" else None, run_id=run_id)
-    ctx.ledger.event(status, night=night, force=force, dataset=dataset, run_id=run_id,
-                     detail={"rows_in": rows_in, "published": published, "quarantined": quarantined,
-                             "reasons": dict(reasons), "errors": errors})
+    ctx.ledger.record(
+        night,
+        force,
+        dataset,
+        status=status,
+        rows_in=rows_in,
+        rows_published=published,
+        rows_quarantined=quarantined,
+        reasons=dict(sorted(reasons.items())),
+        error="; ".join(errors) or None,
+        warning="; ".join(w for w in [*warnings, (ctx.ledger.get(night, force, dataset) or {}).get("warning")] if w)
+        or None,
+        staged=writers.paths if status == "validated" else None,
+        run_id=run_id,
+    )
+    ctx.ledger.event(
+        status,
+        night=night,
+        force=force,
+        dataset=dataset,
+        run_id=run_id,
+        detail={
+            "rows_in": rows_in,
+            "published": published,
+            "quarantined": quarantined,
+            "reasons": dict(reasons),
+            "errors": errors,
+        },
+    )
     result.update(status=status, rows_in=rows_in, rows_published=published, rows_quarantined=quarantined)
     return result
 
@@ -242,8 +304,14 @@ def _params(registry: Registry, contract: DatasetContract, night: str) -> dict[s
 
     start, end = night_window(registry, contract, night)
     r = registry.region
-    return {"night_start": pd.Timestamp(start), "night_end": pd.Timestamp(end), "lat_min": r.lat_min,
-            "lat_max": r.lat_max, "lon_min": r.lon_min, "lon_max": r.lon_max}
+    return {
+        "night_start": pd.Timestamp(start),
+        "night_end": pd.Timestamp(end),
+        "lat_min": r.lat_min,
+        "lat_max": r.lat_max,
+        "lon_min": r.lon_min,
+        "lon_max": r.lon_max,
+    }
 
 
 def first_occurrences(ids: pa.Array, seen: set[str]) -> pa.Array:
@@ -259,15 +327,30 @@ def first_occurrences(ids: pa.Array, seen: set[str]) -> pa.Array:
     return pa.array(out)
 
 
-def _process_batch(source: pa.Table, rejects: list[Any], contract: DatasetContract, force: str,
-                   file: dict[str, Any], params: dict[str, Any], ctx: Context, seen: set[str],
-                   incidents: set[str] | None, key_version: str, key: bytes, writers: _Writers,
-                   reasons: Counter[str]) -> None:
+def _process_batch(
+    source: pa.Table,
+    rejects: list[Any],
+    contract: DatasetContract,
+    force: str,
+    file: dict[str, Any],
+    params: dict[str, Any],
+    ctx: Context,
+    seen: set[str],
+    incidents: set[str] | None,
+    key_version: str,
+    key: bytes,
+    writers: _Writers,
+    reasons: Counter[str],
+) -> None:
     dataset = contract.dataset
     if rejects:
-        rej = pa.table({"source_record": pa.array([r.record for r in rejects], pa.int64()),
-                        "reason": pa.array([r.reason for r in rejects], pa.string()),
-                        "detail": pa.array([r.detail for r in rejects], pa.string())})
+        rej = pa.table(
+            {
+                "source_record": pa.array([r.record for r in rejects], pa.int64()),
+                "reason": pa.array([r.reason for r in rejects], pa.string()),
+                "detail": pa.array([r.detail for r in rejects], pa.string()),
+            }
+        )
         rej = rej.append_column("force_code", pa.array([force] * len(rejects), pa.string()))
         rej = rej.append_column("source_file", pa.array([file["name"]] * len(rejects), pa.string()))
         writers.write("quarantine", rej)
@@ -275,29 +358,43 @@ def _process_batch(source: pa.Table, rejects: list[Any], contract: DatasetContra
     if source.num_rows == 0:
         return
     table = normalise(source, contract, force, file["name"], file["sha256"][:16])
-    table = table.append_column("_first_occurrence", first_occurrences(table.column("source_id").combine_chunks(),
-                                                                       seen))
+    table = table.append_column(
+        "_first_occurrence", first_occurrences(table.column("source_id").combine_chunks(), seen)
+    )
     if incidents is not None:
-        table = table.append_column("_incident_known", pc.is_in(table.column("incident_record_id"),
-                                                                value_set=pa.array(sorted(incidents), pa.string())))
+        table = table.append_column(
+            "_incident_known",
+            pc.is_in(table.column("incident_record_id"), value_set=pa.array(sorted(incidents), pa.string())),
+        )
     parse_failed = pc.is_valid(table.column("_error"))
     bad_early = table.filter(parse_failed)
     good = table.filter(pc.invert(parse_failed))
     verdict = validate(good.drop_columns(["_error"]), dataset, contract, params, ctx.settings.expectations_dir)
     failed = pa.array([r is not None for r in verdict.reasons], pa.bool_())
-    quarantine = pa.concat_tables([
-        bad_early.append_column("reason", bad_early.column("_error"))
-                 .append_column("detail", pa.nulls(bad_early.num_rows, pa.string())),
-        good.filter(failed).append_column("reason", pa.array([r for r in verdict.reasons if r], pa.string()))
-            .append_column("detail", pa.array([d for d, r in zip(verdict.details, verdict.reasons, strict=True)
-                                               if r], pa.string())),
-    ])
+    quarantine = pa.concat_tables(
+        [
+            bad_early.append_column("reason", bad_early.column("_error")).append_column(
+                "detail", pa.nulls(bad_early.num_rows, pa.string())
+            ),
+            good.filter(failed)
+            .append_column("reason", pa.array([r for r in verdict.reasons if r], pa.string()))
+            .append_column(
+                "detail", pa.array([d for d, r in zip(verdict.details, verdict.reasons, strict=True) if r], pa.string())
+            ),
+        ]
+    )
     published = good.filter(pc.invert(failed))
     for kind, part in (("published", published), ("quarantine", quarantine)):
         if "plate" in part.column_names:
             part = part.append_column(TOKEN_COLUMN[dataset], tokenise(part.column("plate"), key))
-            part = part.append_column("plate_key_version", pc.if_else(
-                pc.is_valid(part.column(TOKEN_COLUMN[dataset])), pa.scalar(key_version), pa.scalar(None, pa.string())))
+            part = part.append_column(
+                "plate_key_version",
+                pc.if_else(
+                    pc.is_valid(part.column(TOKEN_COLUMN[dataset])),
+                    pa.scalar(key_version),
+                    pa.scalar(None, pa.string()),
+                ),
+            )
             part = part.drop_columns(["plate"])  # the clear plate never leaves this function
         writers.write(kind, part)
     reasons.update(quarantine.column("reason").to_pylist())
@@ -325,26 +422,58 @@ def publish_night(ctx: Context, night: str, run_id: str) -> dict[str, Any]:
                 quarantine.delete(f"{partition(dataset, night, force)}/_extract_error.json")
                 status = "published"
                 ctx.ledger.record(night, force, dataset, status=status, staged=None)
-                ctx.ledger.event("published", night=night, force=force, dataset=dataset, run_id=run_id,
-                                 detail={"rows": row.get("rows_published")})
+                ctx.ledger.event(
+                    "published",
+                    night=night,
+                    force=force,
+                    dataset=dataset,
+                    run_id=run_id,
+                    detail={"rows": row.get("rows_published")},
+                )
             elif status == "quarantined":
                 curated.delete(part)
                 quarantine.delete(part)
-                quarantine.write_json(f"{partition(dataset, night, force)}/_extract_error.json",
-                                      {"error": row.get("error"), "files": row.get("files"), "run_id": run_id})
+                quarantine.write_json(
+                    f"{partition(dataset, night, force)}/_extract_error.json",
+                    {"error": row.get("error"), "files": row.get("files"), "run_id": run_id},
+                )
             elif status in ("validated", "landed"):
                 status = "failed"  # staged by another run, or processing never finished
-                ctx.ledger.record(night, force, dataset, status=status,
-                                  error=row.get("error") or "processing did not finish in this run")
-            forces[force] = {k: row.get(k) for k in ("rows_in", "rows_published", "rows_quarantined", "sha256",
-                                                     "received_at", "error", "warning", "reasons")}
+                ctx.ledger.record(
+                    night,
+                    force,
+                    dataset,
+                    status=status,
+                    error=row.get("error") or "processing did not finish in this run",
+                )
+            forces[force] = {
+                k: row.get(k)
+                for k in (
+                    "rows_in",
+                    "rows_published",
+                    "rows_quarantined",
+                    "sha256",
+                    "received_at",
+                    "error",
+                    "warning",
+                    "reasons",
+                )
+            }
             forces[force]["status"] = status
             if status == "published":
                 forces[force]["file"] = part
-        manifest = {"dataset": dataset, "night": night, "schema_version": SCHEMA_VERSION, "run_id": run_id,
-                    "published_at": utcnow(), "forces": forces,
-                    "totals": {k: sum(int(v.get(k) or 0) for v in forces.values())
-                               for k in ("rows_in", "rows_published", "rows_quarantined")}}
+        manifest = {
+            "dataset": dataset,
+            "night": night,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "published_at": utcnow(),
+            "forces": forces,
+            "totals": {
+                k: sum(int(v.get(k) or 0) for v in forces.values())
+                for k in ("rows_in", "rows_published", "rows_quarantined")
+            },
+        }
         curated.write_json(f"dataset={dataset}/date={night}/_manifest.json", manifest)
         summary[dataset] = {f: v["status"] for f, v in forces.items()}
     staging.delete_dir(run_key(run_id))
@@ -359,14 +488,23 @@ def night_table(ctx: Context, night: str) -> list[dict[str, Any]]:
     for force in ctx.registry.forces:
         for dataset in DATASETS:
             r = rows.get((force, dataset), {})
-            out.append({"force": force, "dataset": dataset, "received": r.get("rows_in") or 0,
-                        "published": r.get("rows_published") or 0, "quarantined": r.get("rows_quarantined") or 0,
-                        "status": r.get("status", "missing"), "error": r.get("error") or r.get("warning") or ""})
+            out.append(
+                {
+                    "force": force,
+                    "dataset": dataset,
+                    "received": r.get("rows_in") or 0,
+                    "published": r.get("rows_published") or 0,
+                    "quarantined": r.get("rows_quarantined") or 0,
+                    "status": r.get("status", "missing"),
+                    "error": r.get("error") or r.get("warning") or "",
+                }
+            )
     return out
 
 
 def read_curated(curated_uri: str, dataset: str) -> pa.Table:
     """The published dataset, Hive-partitioned, as one table (for tests and small reads)."""
     zone = Zone(curated_uri)
-    return pads.dataset(zone.full(f"dataset={dataset}"), filesystem=zone.fs, format="parquet",
-                        partitioning="hive").to_table()
+    return pads.dataset(
+        zone.full(f"dataset={dataset}"), filesystem=zone.fs, format="parquet", partitioning="hive"
+    ).to_table()

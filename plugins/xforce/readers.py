@@ -14,15 +14,17 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from xforce.contracts import DatasetContract, Registry
 from xforce.errors import ExtractError
+
+if TYPE_CHECKING:
+    from xforce.contracts import DatasetContract, Registry
 
 BATCH_ROWS = 256 * 1024
 CSV_BLOCK_BYTES = 16 << 20
@@ -64,8 +66,9 @@ def detect_contract(head: bytes, contract: DatasetContract, registry: Registry) 
     return contract
 
 
-def read_extract(opener: Opener, contract: DatasetContract, registry: Registry,
-                 report: ReadReport | None = None) -> Iterator[SourceBatch]:
+def read_extract(
+    opener: Opener, contract: DatasetContract, registry: Registry, report: ReadReport | None = None
+) -> Iterator[SourceBatch]:
     """Read one raw file with its contract (switching to police.uk layout by header)."""
     with opener() as probe:
         head = bytes(probe.read(64 * 1024))
@@ -126,18 +129,22 @@ def decode_column(arr: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray | 
 def _error_column(n: int, bad: np.ndarray | None, reason: str) -> pa.Array:
     if bad is None:
         return pa.nulls(n, pa.string())
-    return pa.array(np.where(bad, reason, None).tolist(), pa.string())
+    return pa.array([reason if b else None for b in bad.tolist()], pa.string())
 
 
 # --------------------------------------------------------------------------------------- CSV
-def _read_csv(opener: Opener, contract: DatasetContract, report: ReadReport,
-              header_line: bytes) -> Iterator[SourceBatch]:
+def _read_csv(
+    opener: Opener, contract: DatasetContract, report: ReadReport, header_line: bytes
+) -> Iterator[SourceBatch]:
     names = _parse_header(header_line, contract)
     with opener() as f:
         stream: Any = pa.CompressedInputStream(f, "gzip") if contract.compression == "gzip" else f
         wanted = {canon: src for canon, src in contract.fields.items() if src in names}
-        missing = [f"{canon} ({src!r})" for canon, src in contract.fields.items()
-                   if src not in names and canon not in contract.optional]
+        missing = [
+            f"{canon} ({src!r})"
+            for canon, src in contract.fields.items()
+            if src not in names and canon not in contract.optional
+        ]
         if missing:
             raise ExtractError(
                 f"wrong header: missing required column(s) {', '.join(missing)}; "
@@ -147,16 +154,21 @@ def _read_csv(opener: Opener, contract: DatasetContract, report: ReadReport,
 
         def on_invalid(row: Any) -> str:
             line = int(row.number) if row.number is not None else -1
-            pending.append(Reject(line - 1, "unparseable",
-                                  f"{row.actual_columns} fields where the header has {row.expected_columns}"))
+            pending.append(
+                Reject(
+                    line - 1, "unparseable", f"{row.actual_columns} fields where the header has {row.expected_columns}"
+                )
+            )
             return "skip"
 
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
-                                           block_size=CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=contract.delimiter, invalid_row_handler=on_invalid,
-                                             newlines_in_values=False),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_BYTES
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=contract.delimiter, invalid_row_handler=on_invalid, newlines_in_values=False
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.binary() for n in names},
                 include_columns=sorted(set(wanted.values())),

@@ -74,6 +74,5 @@ _QUARANTINE_EXTRA = [pa.field("reason", pa.string(), nullable=False), pa.field("
 def quarantine_schema(dataset: str) -> pa.Schema:
     """The quarantine table of a dataset: every canonical column nullable, plus why."""
     fields = [f.with_nullable(True) for f in CANONICAL[dataset]]
-    fields = [f.with_nullable(False) if f.name in ("force_code", "source_file", "source_record") else f
-              for f in fields]
+    fields = [f.with_nullable(False) if f.name in ("force_code", "source_file", "source_record") else f for f in fields]
     return pa.schema(fields + _QUARANTINE_EXTRA)

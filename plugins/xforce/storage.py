@@ -152,8 +152,10 @@ class Zone:
         """Copy a file from another zone (streamed), atomically on arrival."""
         self._mkparent(rel)
         target = self._tmp_name(rel) if self.local else rel
-        with src.fs.open_input_stream(src.full(src_rel), compression=None) as fin, \
-                self.fs.open_output_stream(self.full(target), compression=None) as fout:
+        with (
+            src.fs.open_input_stream(src.full(src_rel), compression=None) as fin,
+            self.fs.open_output_stream(self.full(target), compression=None) as fout,
+        ):
             while chunk := fin.read(8 << 20):
                 fout.write(chunk)
         if target != rel:

@@ -40,13 +40,20 @@ def process(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
     try:
         result = pipeline.process_extract(ctx, ref, run_id)
     except Exception as exc:
-        ctx.ledger.record(ref["night"], ref["force"], ref["dataset"], status="failed",
-                          error=f"{type(exc).__name__}: {exc}", run_id=run_id)
+        ctx.ledger.record(
+            ref["night"],
+            ref["force"],
+            ref["dataset"],
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            run_id=run_id,
+        )
         raise
     if result["status"] == "quarantined":
         row = ctx.ledger.get(ref["night"], ref["force"], ref["dataset"]) or {}
         raise AirflowFailException(
-            f"{ref['force']}/{ref['dataset']} quarantined whole (raw copy kept): {row.get('error')}")
+            f"{ref['force']}/{ref['dataset']} quarantined whole (raw copy kept): {row.get('error')}"
+        )
     return result
 
 
@@ -63,8 +70,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     lines = ["  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
     for r in rows:
-        line = "  ".join(str(r[c]).rjust(widths[c]) if isinstance(r[c], int) else str(r[c]).ljust(widths[c])
-                         for c in cols)
+        line = "  ".join(
+            str(r[c]).rjust(widths[c]) if isinstance(r[c], int) else str(r[c]).ljust(widths[c]) for c in cols
+        )
         if r.get("error"):
             line += f"  {r['error'][:100]}"
         lines.append(line)

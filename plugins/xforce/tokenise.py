@@ -18,6 +18,8 @@ def tokenise(plates: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
     if isinstance(plates, pa.ChunkedArray):
         plates = plates.combine_chunks()
     encoded = pc.dictionary_encode(plates)
-    tokens = [None if p is None else hmac.new(key, p.encode("utf-8"), hashlib.sha256).hexdigest()
-              for p in encoded.dictionary.to_pylist()]
+    tokens = [
+        None if p is None else hmac.new(key, p.encode("utf-8"), hashlib.sha256).hexdigest()
+        for p in encoded.dictionary.to_pylist()
+    ]
     return pc.take(pa.array(tokens, pa.string()), encoded.indices)

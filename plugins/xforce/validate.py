@@ -13,12 +13,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from xforce.contracts import DatasetContract
+if TYPE_CHECKING:
+    from xforce.contracts import DatasetContract
 
 ROW = "_row"
 #: Columns GX sees: never the clear plate outside this process, never stored.
@@ -59,13 +60,16 @@ def _batch_definition() -> Any:
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = context.data_sources.add_pandas("xforce").add_dataframe_asset("extract")
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def validate(table: pa.Table, dataset: str, contract: DatasetContract, params: dict[str, Any],
-             expectations_dir: str) -> Verdict:
+def validate(
+    table: pa.Table, dataset: str, contract: DatasetContract, params: dict[str, Any], expectations_dir: str
+) -> Verdict:
     """Validate ``table`` (normalised columns plus derived flags) with the dataset's suite."""
     from great_expectations.core.expectation_suite import ExpectationSuite
 
@@ -76,17 +80,23 @@ def validate(table: pa.Table, dataset: str, contract: DatasetContract, params: d
     if n == 0:
         return Verdict(reasons, details, warned)
     doc = load_suite(expectations_dir, dataset)
-    expectations = [e for e in doc["expectations"]
-                    if e.get("meta", {}).get("field") not in contract.optional
-                    and e["kwargs"].get("column") in table.column_names]
+    expectations = [
+        e
+        for e in doc["expectations"]
+        if e.get("meta", {}).get("field") not in contract.optional and e["kwargs"].get("column") in table.column_names
+    ]
     suite = ExpectationSuite(name=doc["name"], expectations=expectations, meta=doc.get("meta"))
     frame = table.append_column(ROW, pa.array(np.arange(n, dtype=np.int64))).to_pandas()
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(
         suite,
         expectation_parameters=params,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW],
-                       "return_unexpected_index_query": False, "partial_unexpected_count": 0},
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [ROW],
+            "return_unexpected_index_query": False,
+            "partial_unexpected_count": 0,
+        },
     )
     outcomes = []
     # Results come back in suite order, which is the order of precedence for the reason.
@@ -95,11 +105,22 @@ def validate(table: pa.Table, dataset: str, contract: DatasetContract, params: d
         meta = cfg.meta or {}
         reason, severity = str(meta.get("reason", cfg.type)), str(meta.get("severity", "critical"))
         if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(f"expectation {cfg.type} on {cfg.kwargs.get('column')} raised: "
-                               f"{res.exception_info.get('exception_message')}")
+            raise RuntimeError(
+                f"expectation {cfg.type} on {cfg.kwargs.get('column')} raised: "
+                f"{res.exception_info.get('exception_message')}"
+            )
         rows = [int(item[ROW]) for item in (res.result.get("unexpected_index_list") or [])]
-        outcomes.append(ExpectationOutcome(cfg.type, cfg.kwargs.get("column"), reason, severity,
-                                           bool(res.success), len(rows), int(res.result.get("element_count") or n)))
+        outcomes.append(
+            ExpectationOutcome(
+                cfg.type,
+                cfg.kwargs.get("column"),
+                reason,
+                severity,
+                bool(res.success),
+                len(rows),
+                int(res.result.get("element_count") or n),
+            )
+        )
         label = f"{cfg.type}({cfg.kwargs.get('column')})"
         for r in rows:
             if severity == "critical":

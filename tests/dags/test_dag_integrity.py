@@ -42,8 +42,16 @@ def test_nightly_policy(dagbag) -> None:
         assert task.retries >= 1, task.task_id
         assert task.doc_md, f"{task.task_id} has no docs"
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"plan_night", "plan_extracts", "plan_seizures", "land_extract", "validate_extract",
-                   "land_seizures", "validate_seizures", "publish_night"}
+    assert ids == {
+        "plan_night",
+        "plan_extracts",
+        "plan_seizures",
+        "land_extract",
+        "validate_extract",
+        "land_seizures",
+        "validate_seizures",
+        "publish_night",
+    }
     publish = dag.get_task("publish_night")
     assert publish.trigger_rule == "all_done"  # one broken force never holds back the others
     assert dag.get_task("validate_seizures").trigger_rule == "all_done"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -38,9 +37,22 @@ def _snapshot(ctx: pipeline.Context) -> dict[str, object]:
                 if ctx.zone(zone).exists(part):
                     t = ctx.zone(zone).read_parquet(part)
                     out[f"{zone}/{part}"] = t.sort_by("source_record").to_pylist()
-    out["ledger"] = [{k: r[k] for k in ("force", "dataset", "status", "rows_in", "rows_published",
-                                        "rows_quarantined", "sha256", "received_at")}
-                     for r in ctx.ledger.extracts(NIGHT)]
+    out["ledger"] = [
+        {
+            k: r[k]
+            for k in (
+                "force",
+                "dataset",
+                "status",
+                "rows_in",
+                "rows_published",
+                "rows_quarantined",
+                "sha256",
+                "received_at",
+            )
+        }
+        for r in ctx.ledger.extracts(NIGHT)
+    ]
     return out
 
 
@@ -55,8 +67,14 @@ def night(tmp_path_factory: pytest.TempPathFactory):
     text = broken.read_bytes().replace(b"Seizure Ref", b"SeizureReference", 1)
     broken.write_bytes(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
-    env.update({"XFORCE_DATA_DIR": str(data), "AIRFLOW_HOME": str(base / "airflow_home"),
-                "XFORCE_HMAC_KEY": os.environ["XFORCE_HMAC_KEY"], "PATH": os.environ["PATH"]})
+    env.update(
+        {
+            "XFORCE_DATA_DIR": str(data),
+            "AIRFLOW_HOME": str(base / "airflow_home"),
+            "XFORCE_HMAC_KEY": os.environ["XFORCE_HMAC_KEY"],
+            "PATH": os.environ["PATH"],
+        }
+    )
     first = _run(env)
     return {"data": data, "env": env, "truth": truth, "first": first, "airflow_home": base / "airflow_home"}
 

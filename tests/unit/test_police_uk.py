@@ -25,8 +25,9 @@ def _ingest(ctx: pipeline.Context, force: str, path: Path) -> None:
     pipeline.publish_night(ctx, NIGHT, run_id)
 
 
-@pytest.mark.parametrize("force", ["bedfordshire", "cambridgeshire", "essex", "hertfordshire", "kent",
-                                   "norfolk", "suffolk"])
+@pytest.mark.parametrize(
+    "force", ["bedfordshire", "cambridgeshire", "essex", "hertfordshire", "kent", "norfolk", "suffolk"]
+)
 def test_real_file_ingests_with_exact_accounting(force: str, police_uk: Path, data_dir: Path) -> None:
     path = police_uk / f"2019-01-{force}-street.csv"
     with path.open(newline="", encoding="utf-8") as f:
