@@ -33,6 +33,7 @@ class Settings:
     config_dir: str
     expectations_dir: str
     sql_dir: str
+    restricted: str = ""  # token->plate map (XFORCE_RESTRICTED_URI); see docs/privacy.md
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             config_dir=_env("XFORCE_CONFIG_DIR", str(PROJECT_ROOT / "config")),
             expectations_dir=_env("XFORCE_EXPECTATIONS_DIR", str(PROJECT_ROOT / "expectations")),
             sql_dir=str(PROJECT_ROOT / "sql"),
+            restricted=zone("XFORCE_RESTRICTED_URI", "restricted"),
         )
 
 
