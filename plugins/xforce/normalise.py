@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from xforce.contracts import DatasetContract
 
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
-_INTEGER = r"^\s*[-+]?\d+\s*$"
+_INTEGER = r"^\s*[-+]?\d{1,18}\s*$"  # beyond 18 digits an int64 may overflow: unparseable
 
 
 def _null_str(n: int) -> pa.Array:
@@ -52,13 +52,28 @@ def parse_times(col: pa.Array, contract: DatasetContract) -> pa.Array:
         # Anything beyond year 9999 cannot be a real time; null it before it overflows.
         ms = pc.if_else(pc.fill_null(pc.less(pc.abs(ms), 253402300799000), False), ms, pa.scalar(None, pa.int64()))
         return pc.cast(pc.multiply(ms, 1000), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    naive = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
+    naive = _strict_strptime(col, fmt)
     if contract.timezone.upper() == "UTC":
         return pc.assume_timezone(naive, "UTC")
     nonexistent = {"shift_forward": "latest", "shift_backward": "earliest"}.get(
         contract.nonexistent, contract.nonexistent
     )
     return pc.assume_timezone(naive, contract.timezone, ambiguous=contract.ambiguous, nonexistent=nonexistent)
+
+
+def _strict_strptime(col: pa.Array, fmt: str) -> pa.Array:
+    """``strptime`` that refuses impossible calendar dates (Arrow rolls 31/02 over to 03/03).
+
+    A rolled-over date always lands on day 1-3 of the next month, so only those rows are
+    formatted back and compared with their text.
+    """
+    naive = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
+    suspect = pc.fill_null(pc.less_equal(pc.day(naive), 3), False)
+    if not pc.any(suspect).as_py():
+        return naive
+    back = pc.strftime(naive.cast(pa.timestamp("s")), format=fmt)
+    ok = pc.or_(pc.invert(suspect), pc.fill_null(pc.equal(back, pc.utf8_trim_whitespace(col)), False))
+    return pc.if_else(ok, naive, pa.scalar(None, naive.type))
 
 
 @functools.lru_cache(maxsize=4)

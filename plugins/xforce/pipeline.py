@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from xforce.contracts import DatasetContract, Registry, load_registry
-from xforce.errors import ExtractError
+from xforce.errors import ExtractError, UnsafePathError
 from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
 from xforce.readers import ReadReport, read_extract
@@ -88,7 +88,11 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
     previous = ctx.ledger.get(night, force, dataset)
     files: list[dict[str, Any]] = []
     problems: list[str] = []
-    for info in landing.list_files(folder):
+    try:
+        listing = landing.list_files(folder)
+    except UnsafePathError as exc:
+        listing, problems = [], [str(exc)]
+    for info in listing:
         name = info.path.rsplit("/", 1)[-1]
         if info.is_symlink:
             problems.append(f"{name}: symbolic link refused")

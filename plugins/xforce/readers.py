@@ -9,7 +9,6 @@ as ``rejects``. Nothing is dropped: every record of the file is either a table r
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import Callable, Iterator
@@ -229,11 +228,43 @@ def _empty(contract: DatasetContract) -> pa.Table:
 
 
 # ------------------------------------------------------------------------------- JSON Lines
-class _LineReader:
-    """``readline`` over any stream that only has ``read`` (pyarrow input streams)."""
+class Truncated(Exception):
+    """The compressed stream ended early or is corrupt after some good data."""
 
-    def __init__(self, stream: Any, chunk: int = 1 << 20) -> None:
-        self.stream, self.chunk = stream, chunk
+
+def _chunks(stream: Any, gzipped: bool, size: int = 1 << 20) -> Iterator[bytes]:
+    """Raw or gunzipped chunks; everything decompressed before a truncation is still yielded."""
+    if not gzipped:
+        while data := stream.read(size):
+            yield bytes(data)
+        return
+    d = zlib.decompressobj(wbits=31)
+    while True:
+        data = bytes(stream.read(size))
+        if not data:
+            break
+        while data:
+            try:
+                out = d.decompress(data)
+            except zlib.error as exc:
+                raise Truncated(f"corrupt compressed data: {exc}") from exc
+            if out:
+                yield out
+            data = d.unused_data if d.eof else b""
+            if d.eof and data:  # a further gzip member follows
+                d = zlib.decompressobj(wbits=31)
+    tail = d.flush()
+    if tail:
+        yield tail
+    if not d.eof:
+        raise Truncated("compressed stream ends early (no end-of-stream marker)")
+
+
+class _LineReader:
+    """``readline`` over an iterator of chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
         self.buf, self.pos, self.eof = b"", 0, False
 
     def readline(self) -> bytes:
@@ -246,7 +277,7 @@ class _LineReader:
             if self.eof:
                 line, self.buf, self.pos = self.buf[self.pos :], b"", 0
                 return line
-            data = bytes(self.stream.read(self.chunk))
+            data = next(self.chunks, b"")
             self.eof = not data
             self.buf, self.pos = self.buf[self.pos :] + data, 0
 
@@ -273,8 +304,7 @@ def _as_text(value: Any) -> str | None:
 def _read_jsonl(opener: Opener, contract: DatasetContract, report: ReadReport) -> Iterator[SourceBatch]:
     paths = {canon: src.split(".") for canon, src in contract.fields.items()}
     with opener() as f:
-        stream: Any = gzip.GzipFile(fileobj=f) if contract.compression == "gzip" else f
-        lines = _LineReader(stream)
+        lines = _LineReader(_chunks(f, contract.compression == "gzip"))
         record = 0
         while True:
             columns: dict[str, list[str | None]] = {c: [] for c in paths}
@@ -285,9 +315,14 @@ def _read_jsonl(opener: Opener, contract: DatasetContract, report: ReadReport) -
             while len(recs) + len(rejects) < BATCH_ROWS:
                 try:
                     line = lines.readline()
-                except (EOFError, OSError, zlib.error) as exc:
-                    report.warning = f"compressed stream ends early after record {record}: {exc}"
+                except Truncated as exc:
+                    report.warning = f"{exc}; records after {record} could not be read"
                     done = True
+                    # what was buffered before the cut is complete lines plus one partial line
+                    rest = lines.buf[lines.pos :]
+                    if rest.strip():
+                        record += 1
+                        rejects.append(Reject(record, "unparseable", "partial record at the end of a truncated file"))
                     break
                 if not line:
                     done = True

@@ -78,6 +78,8 @@ class Zone:
     def list_files(self, rel: str, recursive: bool = False) -> list[FileInfo]:
         """Regular files under ``rel`` (sorted). Symlinks are reported, never followed."""
         base = self.full(rel)
+        if self.local:
+            return self._list_local(rel, recursive)
         if self.fs.get_file_info(base).type != pafs.FileType.Directory:
             return []
         out = []
@@ -91,6 +93,32 @@ class Zone:
 
                 link = os.path.islink(info.path)
             out.append(FileInfo(relpath, int(info.size or 0), link))
+        return sorted(out, key=lambda f: f.path)
+
+    def _list_local(self, rel: str, recursive: bool) -> list[FileInfo]:
+        """Local listing with ``os.scandir``: symlinks (dangling ones too) are listed, never followed,
+        and a symlinked folder anywhere on the way from the zone's root is refused."""
+        import os
+
+        path = self.root
+        for part in (safe_relpath(rel).split("/") if rel else []):
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise UnsafePathError(f"{rel}: folder {part!r} is a symbolic link; refused")
+        if not os.path.isdir(path):
+            return []
+        out: list[FileInfo] = []
+        stack = [path]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            stack.append(entry.path)
+                        continue
+                    link = entry.is_symlink()
+                    size = 0 if link else entry.stat(follow_symlinks=False).st_size
+                    out.append(FileInfo(os.path.relpath(entry.path, self.root).replace(os.sep, "/"), size, link))
         return sorted(out, key=lambda f: f.path)
 
     def list_dirs(self, rel: str) -> list[str]:

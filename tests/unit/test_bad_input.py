@@ -225,15 +225,6 @@ def test_truncated_gzip_is_flagged_and_the_night_still_publishes(data_dir: Path,
     assert_publishes(data_dir, ctx, "norfolk")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG readers._LineReader/_read_jsonl: the 1 MiB GzipFile.read() that hits the truncation raises EOFError "
-        "and discards everything it had decompressed, so the complete records before the cut are lost "
-        "(rows_in 0, warning 'after record 0')"
-    ),
-)
 def test_truncated_gzip_publishes_the_records_before_the_cut(data_dir: Path, ctx: pipeline.Context) -> None:
     generate(data_dir, ["cambridgeshire"])
     _, complete = _cut_gzip_in_half(landing_file(data_dir, "cambridgeshire"))
@@ -394,15 +385,6 @@ def test_jsonl_lines_that_are_not_json_objects_are_quarantined(data_dir: Path, c
     assert_publishes(data_dir, ctx, "hertfordshire")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pa.ArrowInvalid,
-    reason=(
-        "BUG normalise.parse_number: an integer string too long for int64 matches _INTEGER and then pc.cast raises "
-        "ArrowInvalid, so one record crashes process_extract (extract ends 'failed: processing did not finish') "
-        "instead of being quarantined"
-    ),
-)
 @pytest.mark.parametrize(
     ("force", "dataset", "record"),
     [
@@ -438,14 +420,6 @@ def test_overlong_integer_quarantines_one_record_only(
     assert row["rows_in"] == truth[force][dataset]["records"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG normalise.parse_times: pc.strptime rolls impossible calendar dates over (31/02/2026 -> 03/03/2026), "
-        "so on the night of 2026-03-03 such a record passes the night-window check and is published"
-    ),
-)
 def test_impossible_calendar_date_is_quarantined(data_dir: Path, ctx: pipeline.Context) -> None:
     day = dt.date(2026, 3, 3)
     generate(data_dir, ["essex"], day=day)
@@ -562,15 +536,6 @@ def test_symlinks_are_refused_and_dot_files_ignored(data_dir: Path, ctx: pipelin
     assert_publishes(data_dir, ctx, "kent")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG storage.Zone.list_files / pipeline.land_extract: only the files themselves are checked with islink; "
-        "a symlinked night (or dataset/force) folder is followed and files from outside landing are copied to raw "
-        "and published"
-    ),
-)
 def test_symlinked_night_folder_is_not_followed(data_dir: Path, ctx: pipeline.Context, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -585,14 +550,6 @@ def test_symlinked_night_folder_is_not_followed(data_dir: Path, ctx: pipeline.Co
     assert events(ctx, "refused_file", run_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG storage.Zone.list_files: pyarrow's FileSelector omits dangling symlinks, so a broken link in a "
-        "landing folder is silently ignored instead of being refused and recorded (refused_file)"
-    ),
-)
 def test_dangling_symlink_is_recorded(data_dir: Path, ctx: pipeline.Context, tmp_path: Path) -> None:
     generate(data_dir, ["norfolk"])
     (landing_file(data_dir, "norfolk").parent / "late.csv").symlink_to(tmp_path / "not-there.csv")
