@@ -33,3 +33,18 @@ CREATE TABLE IF NOT EXISTS xforce_events (
 );
 
 CREATE INDEX IF NOT EXISTS xforce_events_night ON xforce_events (night, force, dataset);
+
+-- Audited re-identification (docs/privacy.md): one row per request to turn a plate token back
+-- into a plate, whatever the outcome. Append-only: nothing in the project updates or deletes it.
+CREATE TABLE IF NOT EXISTS xforce_reidentifications (
+    audit_id     VARCHAR(32)  NOT NULL PRIMARY KEY,
+    at           VARCHAR(32)  NOT NULL,   -- UTC, ISO-8601
+    requested_by VARCHAR(200) NOT NULL,   -- the person asking (--requested-by)
+    os_user      VARCHAR(200),            -- the account that ran the command
+    purpose      TEXT         NOT NULL,
+    token        VARCHAR(64),             -- null when what was given is not a token
+    key_version  VARCHAR(32),
+    outcome      VARCHAR(16)  NOT NULL    -- disclosed | unknown_token | malformed_token | refused
+);
+
+CREATE INDEX IF NOT EXISTS xforce_reidentifications_at ON xforce_reidentifications (at);

@@ -4,6 +4,11 @@ xforce generate --date D --out DIR [--anpr-reads N] [--seed S] [--forces ...] [-
 xforce run --date D            # the nightly DAG for that night, through Airflow itself
 xforce ingest --force F --dataset D --file PATH --date D
 xforce status --date D         # the force x dataset table from the ledger
+xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
+xforce audit [--token T]        # the re-identification audit
+xforce retention [--dry-run] [--today D]
+xforce policies --out deploy/minio/policies
+xforce rotate-key               # re-tokenise under the configured (new) key version
 """
 
 from __future__ import annotations
@@ -132,6 +137,82 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reidentify(args: argparse.Namespace) -> int:
+    from xforce import privacy
+    from xforce.ledger import Ledger
+    from xforce.settings import Settings
+
+    s = Settings.from_env()
+    found = privacy.reidentify(
+        s.restricted,
+        Ledger(s.ledger_url, s.sql_dir),
+        args.token,
+        purpose=args.purpose,
+        requested_by=args.requested_by,
+    )
+    print(found.plate)
+    print(f"key version {found.key_version}; audited as {found.audit_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from xforce.ledger import Ledger
+    from xforce.settings import Settings
+
+    s = Settings.from_env()
+    rows = Ledger(s.ledger_url, s.sql_dir).reidentifications(args.token)
+    cols = ("at", "requested_by", "os_user", "outcome", "key_version", "token", "purpose")
+    print("\t".join(cols))
+    for r in rows:
+        print("\t".join("" if r[c] is None else str(r[c]).replace("\t", " ").replace("\n", " ") for c in cols))
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from xforce import retention
+    from xforce.ledger import Ledger
+    from xforce.settings import Settings
+
+    s = Settings.from_env()
+    policy = retention.load_policy(s.config_dir)
+    today = date.fromisoformat(args.today) if args.today else policy.today()
+    done = retention.apply(
+        s, Ledger(s.ledger_url, s.sql_dir), policy, today, dry_run=args.dry_run, run_id=f"cli__{uuid.uuid4().hex[:8]}"
+    )
+    print(retention.format_plan(done, args.dry_run))
+    return 0
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    from xforce import policies
+    from xforce.contracts import load_registry
+    from xforce.settings import Settings
+
+    s = Settings.from_env()
+    for path in policies.write(args.out, policies.generate(load_registry(s.config_dir), s, args.bucket)):
+        print(path)
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from xforce import privacy
+    from xforce.ledger import Ledger
+    from xforce.settings import Settings, hmac_key
+
+    s = Settings.from_env()
+    version, key = hmac_key()
+    zones = {"curated": s.curated, "quarantine": s.quarantine, "restricted": s.restricted}
+    report = privacy.rotate_key(
+        zones, Ledger(s.ledger_url, s.sql_dir), new_version=version, new_key=key, retire_old=not args.keep_old_map
+    )
+    print(f"rotated {len(report.partitions)} partition(s) to key version {version}; {report.skipped} already current")
+    for f in report.failed:
+        print(f"  not rotated: {f['zone']}/{f['path']}: {f['error']}", file=sys.stderr)
+    if report.retired:
+        print(f"retired the token map of key version(s) {', '.join(report.retired)}")
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="the force x dataset table of a night, from the ledger")
     s.add_argument("--date", required=True, type=_night)
     s.set_defaults(func=cmd_status)
+    ri = sub.add_parser("reidentify", help="the plate behind a token, for a stated purpose (audited)")
+    ri.add_argument("--token", required=True)
+    ri.add_argument("--purpose", required=True, help="why the plate is needed (recorded in the audit)")
+    ri.add_argument("--requested-by", required=True, help="the person asking (recorded in the audit)")
+    ri.set_defaults(func=cmd_reidentify)
+    au = sub.add_parser("audit", help="list the re-identification audit")
+    au.add_argument("--token", default=None)
+    au.set_defaults(func=cmd_audit)
+    rt = sub.add_parser("retention", help="delete partitions past their retention (config/retention.yaml)")
+    rt.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    rt.add_argument("--today", type=_night, default=None, help="count from this date (default: today, local)")
+    rt.set_defaults(func=cmd_retention)
+    po = sub.add_parser("policies", help="write the MinIO/S3 policy documents generated from the force registry")
+    po.add_argument("--out", required=True)
+    po.add_argument("--bucket", default="xforce", help="bucket of zones that are not s3:// in the settings")
+    po.set_defaults(func=cmd_policies)
+    rk = sub.add_parser("rotate-key", help="re-tokenise published partitions under the configured key version")
+    rk.add_argument("--keep-old-map", action="store_true", help="keep the old versions' token maps")
+    rk.set_defaults(func=cmd_rotate_key)
     return parser
 
 

@@ -143,6 +143,46 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(sql), {"n": night} if night else {}).mappings()]
 
+    # ------------------------------------------------------------------ re-identification audit
+    def audit_reidentification(
+        self,
+        *,
+        requested_by: str,
+        purpose: str,
+        outcome: str,
+        token: str | None = None,
+        key_version: str | None = None,
+        os_user: str | None = None,
+    ) -> str:
+        """Append one audit row (``xforce_reidentifications``); returns its id."""
+        audit_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO xforce_reidentifications "
+                    "(audit_id, at, requested_by, os_user, purpose, token, key_version, outcome) "
+                    "VALUES (:id, :at, :requested_by, :os_user, :purpose, :token, :key_version, :outcome)"
+                ),
+                {
+                    "id": audit_id,
+                    "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                    "requested_by": requested_by,
+                    "os_user": os_user,
+                    "purpose": purpose,
+                    "token": token,
+                    "key_version": key_version,
+                    "outcome": outcome,
+                },
+            )
+        return audit_id
+
+    def reidentifications(self, token: str | None = None) -> list[dict[str, Any]]:
+        """The audit rows, oldest first (optionally for one token)."""
+        sql = "SELECT * FROM xforce_reidentifications" + (" WHERE token = :t" if token else "")
+        sql += " ORDER BY at, audit_id"
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(sql), {"t": token} if token else {}).mappings()]
+
 
 def _strip_comments(sql: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())

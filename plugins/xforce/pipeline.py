@@ -24,6 +24,7 @@ from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.errors import ExtractError, UnsafePathError
 from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
+from xforce.privacy import remember_tokens
 from xforce.readers import ReadReport, read_extract
 from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
 from xforce.settings import Settings, hmac_key
@@ -391,6 +392,13 @@ def _process_batch(
     for kind, part in (("published", published), ("quarantine", quarantine)):
         if "plate" in part.column_names:
             part = part.append_column(TOKEN_COLUMN[dataset], tokenise(part.column("plate"), key))
+            remember_tokens(  # token->plate map, restricted zone only (xforce.privacy)
+                ctx.settings.restricted,
+                key_version,
+                part.column("plate"),
+                part.column(TOKEN_COLUMN[dataset]),
+                raw_ref=file["raw"],
+            )
             part = part.append_column(
                 "plate_key_version",
                 pc.if_else(
