@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 TZ = "Europe/London"
@@ -91,7 +91,15 @@ def xforce_nightly() -> None:
         get_current_context()["xforce_label"] = f"{ref['force']}/{ref['dataset']}"  # type: ignore[typeddict-unknown-key]
         return tasks.process(ref, str(run_id))
 
-    @task(trigger_rule="all_done")
+    @task(
+        trigger_rule="all_done",
+        # one asset event per curated dataset on every publish: xforce_reports (and any analyst's
+        # DAG) is scheduled on these, not on the clock
+        outlets=[
+            Asset(name=f"xforce_curated_{d}", uri=f"xforce://curated/dataset={d}")
+            for d in ("incidents", "anpr_reads", "seizures")
+        ],
+    )
     def publish_night(night: str, run_id: str | None = None) -> list[dict]:
         """Publish every staged extract atomically, write manifests, print the table."""
         from xforce import tasks

@@ -12,6 +12,8 @@ Ground truth
     re-sent copies included); ``defective`` names every record id the hub must quarantine.
     An existing truth file is merged (entries of the same night for other force/dataset pairs
     are kept; entries of another night are dropped), so subset runs do not erase each other.
+    With ``plant_crossing_vehicle`` the file also has ``"_planted"`` (the planted vehicle, its
+    decoys and their clear plates); keys starting with ``_`` are never forces.
 
 Defects (``DEFECT_KINDS``), each injected at ``defect_rate`` per applicable kind and, when the
 rate is positive, at least once per extract of 10 records or more. A record carries at most one
@@ -241,6 +243,7 @@ class _Ctx:
     anpr_reads: int
     incidents: int | None
     seizures: int | None
+    plant: bool = False  # plant the crossing vehicle and its decoys (see _plant_scenario)
 
     @property
     def family(self) -> str:
@@ -744,7 +747,7 @@ def _tricky(ctx: _Ctx, rng: np.random.Generator, cols: Cols) -> None:
 
 def _write_incidents(ctx: _Ctx, writer: _Writer) -> dict[str, str]:
     inc = _build_incidents(ctx)
-    cols = inc.cols
+    cols = _plant_incidents(ctx, inc.cols, len(inc.base["t_ms"])) if ctx.plant else inc.cols
     fam = ctx.family
     t_missing = cols["t_missing"]
     if fam == "eastern_jsonl":
@@ -852,6 +855,10 @@ def _write_anpr(ctx: _Ctx, writer: _Writer) -> dict[str, str]:
         cols = _take(base, take)
         del base
         _render_anpr(ctx, writer, cols, cam_ids)
+    if ctx.plant:
+        planted = _plant_reads(ctx, seq0, cam_lat, cam_lon)
+        if len(planted["t_ms"]):
+            _render_anpr(ctx, writer, planted, cam_ids)
     return truth
 
 
@@ -1019,16 +1026,175 @@ _WRITERS = {"incidents": _write_incidents, "anpr_reads": _write_anpr, "seizures"
 
 
 # --------------------------------------------------------------------------------------------
+# a planted cross-force vehicle (``plant_crossing_vehicle=True``; off by default)
+
+#: Local hours of the night in which, when planting, no generated hare-coursing incident is left
+#: (they are recoded to poaching), so that reads planted between 14:00 and 16:00 are more than
+#: two hours from any hare coursing in every force.
+PLANT_QUIET_HOURS = (11, 19)
+_HARE_COURSING, _POACHING = OFFENCES.index("hare_coursing"), OFFENCES.index("poaching")
+#: Planted incidents: (force, local hour, minute, offence).
+_PLANT_INCIDENTS = (
+    ("norfolk", 0, 50, _HARE_COURSING),
+    ("suffolk", 2, 15, _HARE_COURSING),
+    ("cambridgeshire", 3, 40, _HARE_COURSING),
+    ("bedfordshire", 3, 0, _HARE_COURSING),
+    ("hertfordshire", 14, 0, _POACHING),
+    ("essex", 14, 20, _POACHING),
+)
+#: Planted vehicles: (role, why it does or does not qualify, reads as (force, local hour, minute)).
+_PLANT_VEHICLES = (
+    (
+        "crossing_vehicle",
+        "read in three forces, each within 20 minutes of a hare-coursing incident in that force",
+        (("norfolk", 1, 10), ("suffolk", 2, 35), ("cambridgeshire", 4, 0)),
+    ),
+    (
+        "decoy_far_in_time",
+        "read in two forces, but more than two hours from any hare coursing there",
+        (("essex", 14, 30), ("kent", 15, 30)),
+    ),
+    (
+        "decoy_one_force",
+        "read twice near a hare-coursing incident, but in one force only",
+        (("bedfordshire", 3, 10), ("bedfordshire", 3, 40)),
+    ),
+    (
+        "decoy_not_hare_coursing",
+        "read in two forces near incidents, but the incidents are poaching",
+        (("hertfordshire", 14, 10), ("essex", 14, 35)),
+    ),
+    (
+        "decoy_one_force_near",
+        "read in two forces, but near hare coursing in only one of them",
+        (("suffolk", 2, 40), ("kent", 15, 0)),
+    ),
+)
+
+
+def _plant_plates(seed: int, night: dt.date) -> dict[str, str]:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7919, night.toordinal()]))
+    plates = _plates(rng, len(_PLANT_VEHICLES))
+    return {role: bytes(p).decode() for (role, _, _), p in zip(_PLANT_VEHICLES, plates, strict=True)}
+
+
+def _local_ms(night: dt.date, hour: int, minute: int) -> int:
+    return int(dt.datetime.combine(night, dt.time(hour, minute), tzinfo=LONDON).timestamp()) * 1000
+
+
+def _plant_scenario(seed: int, night: dt.date) -> dict[str, Any]:
+    """What ``plant_crossing_vehicle`` writes for a night (the ``_planted`` entry of the truth file).
+
+    The scenario needs all seven forces: the crossing vehicle's three and the decoys' four.
+    """
+    plates = _plant_plates(seed, night)
+    return {
+        "night": night.isoformat(),
+        "quiet_hours_local": list(PLANT_QUIET_HOURS),
+        "incidents": [
+            {"force": f, "local_time": f"{h:02d}:{m:02d}", "offence": OFFENCES[o]} for f, h, m, o in _PLANT_INCIDENTS
+        ],
+        "vehicles": [
+            {
+                "role": role,
+                "plate": plates[role],
+                "qualifies": role == "crossing_vehicle",
+                "why": why,
+                "reads": [{"force": f, "local_time": f"{h:02d}:{m:02d}"} for f, h, m in reads],
+            }
+            for role, why, reads in _PLANT_VEHICLES
+        ],
+    }
+
+
+def _concat(a: Cols, b: Cols) -> Cols:
+    out: Cols = {}
+    for k, v in a.items():
+        w = b[k]
+        out[k] = pa.concat_arrays([v, w.cast(v.type)]) if isinstance(v, pa.Array) else np.concatenate([v, w])
+    return out
+
+
+def _plain_cols(n: int) -> Cols:
+    """The bookkeeping columns of ``n`` clean, untricky rows."""
+    return {
+        "kind": np.zeros(n, dtype=np.int8),
+        "var": np.zeros(n, dtype=np.int8),
+        "omit": np.zeros(n, dtype=bool),
+        "t_missing": np.zeros(n, dtype=bool),
+        "alt": np.zeros(n, dtype=bool),
+        "tricky": np.zeros(n, dtype=bool),
+        "swap": np.zeros(n, dtype=bool),
+    }
+
+
+def _plant_incidents(ctx: _Ctx, cols: Cols, m: int) -> Cols:
+    """Recode hare coursing in the quiet hours to poaching, then append this force's planted incidents."""
+    q0, q1 = (_local_ms(ctx.night, h, 0) for h in PLANT_QUIET_HOURS)
+    quiet = (cols["t_ms"] >= q0) & (cols["t_ms"] < q1) & (cols["offence"] == _HARE_COURSING)
+    cols = dict(cols, offence=np.where(quiet, _POACHING, cols["offence"]))
+    mine = [(h, mi, o) for f, h, mi, o in _PLANT_INCIDENTS if f == ctx.force]
+    if not mine:
+        return cols
+    n = len(mine)
+    rng = ctx.night_rng("incidents", 7919)
+    lat, lon = _in_area(rng, ctx.force, n)
+    seq = m + 1 + np.arange(n)  # after the generated ids; seizures' unknown ids start at m + 1000
+    planted: Cols = {
+        "seq": seq,
+        "id": _format_ids(ctx, "incidents", seq),
+        "t_ms": np.array([_local_ms(ctx.night, h, mi) for h, mi, _ in mine], dtype=np.int64),
+        "lat": lat,
+        "lon": lon,
+        "offence": np.array([o for _, _, o in mine], dtype=np.int64),
+        "outcome": np.zeros(n, dtype=np.int64),
+        "plate": pa.nulls(n, pa.string()),
+        "raw_plate": np.array([b"AA00AAA"] * n, dtype="S7"),
+        "has_plate": np.zeros(n, dtype=bool),
+        **_plain_cols(n),
+    }
+    return _concat(cols, {k: planted[k] for k in cols})
+
+
+def _plant_reads(ctx: _Ctx, seq0: int, cam_lat: np.ndarray, cam_lon: np.ndarray) -> Cols:
+    """This force's reads of the planted vehicles (ids after the generated ones)."""
+    plates = _plant_plates(ctx.seed, ctx.night)
+    mine = sorted(
+        (_local_ms(ctx.night, h, mi), plates[role])
+        for role, _, reads in _PLANT_VEHICLES
+        for f, h, mi in reads
+        if f == ctx.force
+    )
+    n = len(mine)
+    cam = ctx.night_rng("anpr_reads", 7919).integers(0, _N_CAMERAS, n)
+    return {
+        "id": _format_ids(ctx, "anpr_reads", seq0 + 1 + np.arange(n)),
+        "t_ms": np.array([t for t, _ in mine], dtype=np.int64),
+        "cam": cam,
+        "lat": cam_lat[cam],
+        "lon": cam_lon[cam],
+        "plate": pa.array([p for _, p in mine], pa.string()),
+        **_plain_cols(n),
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # truth file and entry point
 
 
 def write_truth(
-    out_dir: str | pathlib.Path, night: dt.date, update: dict[str, dict[str, dict[str, Any]]]
+    out_dir: str | pathlib.Path,
+    night: dt.date,
+    update: dict[str, dict[str, dict[str, Any]]],
+    planted: dict[str, Any] | None = None,
+    keep_planted: bool = False,
 ) -> dict[str, Any]:
     """Merge ``update`` (force -> dataset -> entry) into ``<out_dir>/_truth.json`` and return it.
 
     Entries already in the file for the same night are kept unless ``update`` replaces them;
-    entries of another night are dropped. Written atomically with sorted keys.
+    entries of another night are dropped. Written atomically with sorted keys. ``planted`` (the
+    planted-vehicle scenario) goes under ``"_planted"``; an earlier one of the same night is kept
+    only with ``keep_planted`` (a run that rewrote no incidents and no ANPR reads).
     """
     path = pathlib.Path(out_dir) / TRUTH_FILE
     merged: dict[str, dict[str, dict[str, Any]]] = {}
@@ -1037,7 +1203,13 @@ def write_truth(
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = {}
-        for force, per_ds in old.items() if isinstance(old, dict) else ():
+        old = old if isinstance(old, dict) else {}
+        old_planted = old.pop("_planted", None)
+        if keep_planted and isinstance(old_planted, dict) and old_planted.get("night") == night.isoformat():
+            planted = planted or old_planted
+        for force, per_ds in old.items():
+            if force.startswith("_"):
+                continue
             for ds, entry in per_ds.items() if isinstance(per_ds, dict) else ():
                 if isinstance(entry, dict) and entry.get("night") == night.isoformat():
                     merged.setdefault(force, {})[ds] = entry
@@ -1049,6 +1221,8 @@ def write_truth(
     n_ids = sum(len(e.get("defective", ())) for per_ds in merged.values() for e in per_ds.values())
     # indented for people; compact (and C-encoded) when there are millions of ids
     indent = 1 if n_ids <= 100_000 else None
+    if planted is not None:  # keys starting with "_" are not forces: truth consumers skip them
+        merged["_planted"] = planted  # type: ignore[assignment]
     tmp.write_text(json.dumps(merged, indent=indent, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return merged
@@ -1076,12 +1250,18 @@ def generate_night(
     incidents: int | None = None,
     seizures: int | None = None,
     defect_rate: float = 0.02,
+    plant_crossing_vehicle: bool = False,
 ) -> dict[str, Any]:
     """Write one night of native extracts for the selected forces/datasets and return the truth.
 
     ``anpr_reads``, ``incidents`` and ``seizures`` are rows per force (``None``: drawn from the
     seed, 12-25 incidents and 3-8 seizures). ``defect_rate`` is the probability per applicable
     defect kind. Returns the merged content of ``<out_dir>/_truth.json``.
+
+    ``plant_crossing_vehicle`` adds, on top of the usual records, one vehicle read in three forces
+    near hare-coursing incidents there and four decoys that must not qualify (see
+    :func:`_plant_scenario`; all seven forces are needed), and writes them under ``"_planted"``
+    in the truth file. Off, the output is exactly what it was without the option.
     """
     if isinstance(night, dt.datetime):
         night = night.date()
@@ -1095,7 +1275,7 @@ def generate_night(
     out = pathlib.Path(out_dir)
     update: dict[str, dict[str, dict[str, Any]]] = {}
     for force in _select(forces, FORCES, "force"):
-        ctx = _Ctx(force, night, seed, defect_rate, anpr_reads, incidents, seizures)
+        ctx = _Ctx(force, night, seed, defect_rate, anpr_reads, incidents, seizures, plant_crossing_vehicle)
         for dataset in _select(datasets, DATASETS, "dataset"):
             writer = _Writer(extract_path(out, force, dataset, night), ctx.family)
             try:
@@ -1103,4 +1283,6 @@ def generate_night(
             finally:
                 writer.close()
             update.setdefault(force, {})[dataset] = {"records": writer.rows, "defective": defective}
-    return write_truth(out, night, update)
+    written = {ds for per in update.values() for ds in per}
+    planted = _plant_scenario(seed, night) if plant_crossing_vehicle else None
+    return write_truth(out, night, update, planted, keep_planted=not written & {"incidents", "anpr_reads"})

@@ -156,6 +156,20 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
         detail={"sha256": digest, "from": source},
         run_id=run_id,
     )
+    if previous and previous.get("sha256") and not identical:  # a changed re-delivery: the old raw copy stays
+        ctx.ledger.event(
+            "superseded",
+            night=night,
+            force=force,
+            dataset=dataset,
+            run_id=run_id,
+            detail={
+                "old_sha256": previous["sha256"],
+                "new_sha256": digest,
+                "old_received_at": previous.get("received_at"),
+                "old_raw": [f.get("raw") for f in previous.get("files") or []],
+            },
+        )
     return {"night": night, "force": force, "dataset": dataset, "status": "landed", "files": files}
 
 

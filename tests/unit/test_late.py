@@ -1,0 +1,105 @@
+"""Corrections and late extracts without Airflow: the `superseded` ledger event and `xforce.late`."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from helpers import run_night_plain
+from xforce import late, pipeline
+from xforce.generate import extract_path, generate_night
+
+pytestmark = pytest.mark.unit
+
+NIGHT = "2026-11-20"
+
+
+def _generate(landing: Path, forces: list[str]) -> None:
+    generate_night(date.fromisoformat(NIGHT), landing, anpr_reads=40, seed=5, forces=forces)
+
+
+def _partition_rows(ctx: pipeline.Context, dataset: str, force: str) -> int:
+    part = f"{pipeline.partition(dataset, NIGHT, force)}/part-0.parquet"
+    n = 0
+    for zone in ("curated", "quarantine"):
+        if ctx.zone(zone).exists(part):
+            n += ctx.zone(zone).read_parquet(part).num_rows
+    return n
+
+
+def test_changed_redelivery_supersedes_the_earlier_one(data_dir: Path) -> None:
+    landing = data_dir / "landing"
+    _generate(landing, ["norfolk"])
+    ctx = pipeline.Context.from_env()
+    run_night_plain(ctx, NIGHT)
+    before = ctx.ledger.get(NIGHT, "norfolk", "incidents")
+    assert before is not None and before["status"] == "published"
+    # The force re-delivers a corrected file: its last record withdrawn.
+    path = extract_path(landing, "norfolk", "incidents", date.fromisoformat(NIGHT))
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))
+    run_night_plain(ctx, NIGHT)
+    after = ctx.ledger.get(NIGHT, "norfolk", "incidents")
+    assert after is not None and after["status"] == "published"
+    assert after["sha256"] != before["sha256"] and after["rows_in"] == before["rows_in"] - 1
+    (event,) = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "superseded"]
+    import json
+
+    detail = json.loads(event["detail"])
+    assert (detail["old_sha256"], detail["new_sha256"]) == (before["sha256"], after["sha256"])
+    assert (event["force"], event["dataset"]) == ("norfolk", "incidents")
+    # The audit copy of the first delivery is kept beside the new one.
+    raw = ctx.zone("raw")
+    assert all(raw.exists(p) for p in detail["old_raw"])
+    assert all(raw.exists(f["raw"]) for f in after["files"])
+    assert {f["raw"] for f in after["files"]}.isdisjoint(detail["old_raw"])
+    # The night now holds exactly the corrected extract; the unchanged extracts supersede nothing.
+    assert _partition_rows(ctx, "incidents", "norfolk") == after["rows_in"]
+    assert not [e for e in ctx.ledger.events(NIGHT) if e["event"] == "superseded" and e["dataset"] != "incidents"]
+
+
+def test_late_extract_is_found_once_and_not_after_its_rerun(data_dir: Path) -> None:
+    landing = data_dir / "landing"
+    _generate(landing, ["norfolk", "kent"])
+    held_back = landing / "kent" / "anpr_reads" / NIGHT
+    stash = data_dir / "stash"
+    shutil.move(held_back, stash)
+    ctx = pipeline.Context.from_env()
+    today = date.fromisoformat(NIGHT) + timedelta(days=1)
+    assert late.find_late_nights(ctx, today=today) == []  # nothing landed for an unpublished night counts
+    run_night_plain(ctx, NIGHT)
+    assert ctx.ledger.get(NIGHT, "kent", "anpr_reads")["status"] == "missing"  # type: ignore[index]
+    assert late.find_late_nights(ctx, today=today) == []  # everything in landing is in the ledger
+
+    shutil.move(stash, held_back)  # kent's ANPR extract arrives after the run
+    (found,) = late.find_late_nights(ctx, today=today)
+    assert found.night == NIGHT
+    assert [(e.force, e.dataset, e.reason) for e in found.extracts] == [("kent", "anpr_reads", "missing at its run")]
+    assert found.conf() == {"trigger_run_id": found.run_id, "conf": {"night": NIGHT}}
+    assert late.find_late_nights(ctx, today=today)[0].run_id == found.run_id  # same files, same run id
+    assert late.find_late_nights(ctx, today=today + timedelta(days=30)) == []  # outside the look-back
+
+    run_night_plain(ctx, NIGHT)  # what the triggered run does
+    assert ctx.ledger.get(NIGHT, "kent", "anpr_reads")["status"] == "published"  # type: ignore[index]
+    assert late.find_late_nights(ctx, today=today) == []
+
+    # A same-size change is caught by its checksum, and gets a run id of its own.
+    path = next(held_back.iterdir())
+    data = bytearray(path.read_bytes())
+    i = data.rindex(b"\n", 0, len(data) - 1) - 1
+    data[i] = ord("7") if data[i] != ord("7") else ord("8")
+    path.write_bytes(bytes(data))
+    (changed,) = late.find_late_nights(ctx, today=today)
+    assert [(e.force, e.dataset, e.reason) for e in changed.extracts] == [("kent", "anpr_reads", "changed file")]
+    assert changed.run_id != found.run_id
+    # A new file beside a landed one is late too; names the pipeline refuses are not.
+    (held_back / ".partial.tmp").write_text("x")
+    (held_back / "bad name.csv").write_text("x")
+    (changed_again,) = late.find_late_nights(ctx, today=today)
+    assert changed_again.extracts == changed.extracts
+    (landing / "norfolk" / "seizures" / NIGHT / "seizures-extra.csv").write_text("x")
+    (more,) = late.find_late_nights(ctx, today=today)
+    assert ("norfolk", "seizures", "new file") in [(e.force, e.dataset, e.reason) for e in more.extracts]
