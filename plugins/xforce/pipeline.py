@@ -83,14 +83,17 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
     An identical re-delivery adds nothing to raw. When landing is empty but an earlier run
     kept a raw copy of this night, that copy is used again (a re-run never loses a night).
     """
+    from xforce.connections import landing_for
+
     ctx.registry.force(force)
-    landing, raw = ctx.zone("landing"), ctx.zone("raw")
+    raw = ctx.zone("raw")
+    landing, base = landing_for(ctx.settings, force)  # the shared landing, or the force's own (own Connection)
     folder = safe_relpath(force, dataset, night)
     previous = ctx.ledger.get(night, force, dataset)
     files: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
-        listing = landing.list_files(folder)
+        listing = landing.list_files(safe_relpath(base, dataset, night))
     except UnsafePathError as exc:
         listing, problems = [], [str(exc)]
     for info in listing:
@@ -102,10 +105,10 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
             if not name.startswith("."):  # dot files (editor/temp files) are ignored silently
                 problems.append(f"{name!r}: unsafe file name refused")
             continue
-        sha = landing.sha256(info.path)
+        sha = landing.sha256(info.path, etag=info.etag)  # S3: only the version listed is read and copied
         raw_rel = safe_relpath(folder, sha, name)
         if not raw.exists(raw_rel):
-            raw.copy_from(landing, info.path, raw_rel)
+            raw.copy_from(landing, info.path, raw_rel, etag=info.etag, metadata={"sha256": sha})
         files.append({"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel})
     for p in problems:
         ctx.ledger.event("refused_file", night=night, force=force, dataset=dataset, detail=p, run_id=run_id)

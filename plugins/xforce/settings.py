@@ -6,7 +6,7 @@ Every location is a local path or an ``s3://bucket/prefix`` URI.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xforce.errors import ConfigError
@@ -34,6 +34,16 @@ class Settings:
     expectations_dir: str
     sql_dir: str
     restricted: str = ""  # token->plate map (XFORCE_RESTRICTED_URI); see docs/privacy.md
+    #: force -> its own landing location (``XFORCE_LANDING_URI_<FORCE>``), holding ``<dataset>/<night>/``
+    force_landing: dict[str, str] = field(default_factory=dict)
+    #: force -> Airflow Connection reaching its landing location (``XFORCE_LANDING_CONN_<FORCE>``)
+    force_landing_conn: dict[str, str] = field(default_factory=dict)
+
+    def landing_location(self, force: str) -> tuple[str, str | None, str]:
+        """``(uri, connection id or None, folder of the force inside uri)`` for a force's deliveries."""
+        conn_id = self.force_landing_conn.get(force)
+        own = self.force_landing.get(force)
+        return (own, conn_id, "") if own else (self.landing, conn_id, force)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,7 +66,18 @@ class Settings:
             expectations_dir=_env("XFORCE_EXPECTATIONS_DIR", str(PROJECT_ROOT / "expectations")),
             sql_dir=str(PROJECT_ROOT / "sql"),
             restricted=zone("XFORCE_RESTRICTED_URI", "restricted"),
+            force_landing={f: zone(v, "") for f, v in _per_force("XFORCE_LANDING_URI_").items()},
+            force_landing_conn={f: os.environ[v].strip() for f, v in _per_force("XFORCE_LANDING_CONN_").items()},
         )
+
+
+def _per_force(prefix: str) -> dict[str, str]:
+    """``{force: env var name}`` for set variables ``<prefix><FORCE>`` (force code upper-cased)."""
+    return {
+        name[len(prefix) :].lower(): name
+        for name, value in os.environ.items()
+        if name.startswith(prefix) and len(name) > len(prefix) and value.strip()
+    }
 
 
 def hmac_key() -> tuple[str, bytes]:

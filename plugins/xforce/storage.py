@@ -1,26 +1,45 @@
 """The one storage abstraction: a *zone* is a local folder or an ``s3://bucket/prefix``.
 
-Built on ``pyarrow.fs`` so Parquet, raw copies and manifests all go through the same
-filesystem object. Paths inside a zone are always relative, ``/``-separated, and checked
-so that nothing can escape the zone.
+Local zones go through ``pyarrow.fs.LocalFileSystem`` (a temporary file renamed into place, so
+every write is atomic). S3 zones use two clients over the same endpoint and credentials
+(:class:`S3Config`):
+
+* ``pyarrow.fs.S3FileSystem`` for reading: Parquet, raw extracts, manifests;
+* ``boto3`` for everything else: listing, checksums, object metadata, copies and **every
+  write**, because only boto3 can ask for server-side encryption (``XFORCE_S3_SSE``). A single
+  PUT or a completed multipart upload appears whole, so a reader sees the old object or the new
+  one; there is no rename on S3 and none is needed.
+
+Both clients retry throttling and 5xx answers a bounded number of times with exponential backoff
+(``XFORCE_S3_MAX_ATTEMPTS``). Paths inside a zone are always relative, ``/``-separated, and
+checked so that nothing can escape the zone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import tempfile
+import threading
 import uuid
-from dataclasses import dataclass
-from typing import IO, Any
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from xforce.errors import UnsafePathError
+from xforce.errors import ConfigError, UnsafePathError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+#: Objects above this size are uploaded and copied in parts (a completed multipart upload appears whole).
+MULTIPART_THRESHOLD = 64 << 20
+_CHUNK = 8 << 20
 
 
 def safe_relpath(*parts: str) -> str:
@@ -43,23 +62,174 @@ class FileInfo:
     path: str  # relative to the zone
     size: int
     is_symlink: bool = False
+    etag: str | None = None  # S3 only: the version seen when listed (reads can insist on it)
 
 
+# ---------------------------------------------------------------------------------- S3 settings
+@dataclass(frozen=True)
+class S3Config:
+    """Where an S3 zone lives and how to reach it: endpoint, credentials, encryption, retries.
+
+    ``None`` credentials mean "the standard AWS chain" (``AWS_ACCESS_KEY_ID`` ..., config files,
+    instance roles), resolved by boto3 and pyarrow themselves. Secrets never appear in ``repr``.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    sse: str = "AES256"  # AES256 | aws:kms
+    sse_kms_key_id: str | None = None
+    max_attempts: int = 5
+    source: str = "environment"  # for messages: "environment" or "connection <id>"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> S3Config:
+        """The standard AWS settings as boto3 reads them, plus the hub's ``XFORCE_S3_*`` policy."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return (env.get(name) or "").strip() or None
+
+        return cls(
+            endpoint_url=get("AWS_ENDPOINT_URL_S3") or get("AWS_ENDPOINT_URL"),
+            region=get("AWS_DEFAULT_REGION") or get("AWS_REGION"),
+            **policy_from_env(env),
+        )
+
+    def sse_args(self) -> dict[str, str]:
+        """The server-side encryption request sent with every write."""
+        args = {"ServerSideEncryption": self.sse}
+        if self.sse == "aws:kms" and self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
+
+    def same_account(self, other: S3Config) -> bool:
+        """True when one set of credentials can reach both (server-side copies are possible)."""
+        keys = ("endpoint_url", "region", "access_key", "secret_key", "session_token")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+def policy_from_env(env: Any = None) -> dict[str, Any]:
+    """The hub's write policy (encryption, retries): the same for every S3 location."""
+    env = os.environ if env is None else env
+    sse = (env.get("XFORCE_S3_SSE") or "AES256").strip()
+    if sse not in ("AES256", "aws:kms"):
+        raise ConfigError(f"XFORCE_S3_SSE must be AES256 or aws:kms, not {sse!r}")
+    try:
+        attempts = int(env.get("XFORCE_S3_MAX_ATTEMPTS") or 5)
+    except ValueError:
+        raise ConfigError("XFORCE_S3_MAX_ATTEMPTS must be a whole number") from None
+    if not 1 <= attempts <= 20:
+        raise ConfigError("XFORCE_S3_MAX_ATTEMPTS must be between 1 and 20")
+    kms_key = (env.get("XFORCE_S3_SSE_KMS_KEY_ID") or "").strip() or None
+    return {"sse": sse, "sse_kms_key_id": kms_key, "max_attempts": attempts}
+
+
+_CLIENTS: dict[S3Config, Any] = {}
+_FILESYSTEMS: dict[S3Config, pafs.S3FileSystem] = {}
+_LOCK = threading.Lock()
+
+
+def s3_client(cfg: S3Config) -> Any:
+    """A boto3 S3 client for ``cfg`` (cached per process; boto3 clients are thread-safe)."""
+    with _LOCK:
+        if cfg not in _CLIENTS:
+            import boto3
+            from botocore.config import Config
+
+            session = boto3.session.Session(
+                aws_access_key_id=cfg.access_key,
+                aws_secret_access_key=cfg.secret_key,
+                aws_session_token=cfg.session_token,
+                region_name=cfg.region,
+            )
+            config = Config(
+                retries={"total_max_attempts": cfg.max_attempts, "mode": "standard"},  # throttling + 5xx, backoff
+                s3={"addressing_style": "path"} if cfg.endpoint_url else {},
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            _CLIENTS[cfg] = session.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+        return _CLIENTS[cfg]
+
+
+def s3_filesystem(cfg: S3Config) -> pafs.S3FileSystem:
+    """A ``pyarrow.fs.S3FileSystem`` over the same endpoint and credentials as :func:`s3_client`."""
+    with _LOCK:
+        if cfg not in _FILESYSTEMS:
+            kwargs: dict[str, Any] = {
+                "region": cfg.region,
+                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=cfg.max_attempts),
+            }
+            if cfg.access_key:
+                kwargs.update(access_key=cfg.access_key, secret_key=cfg.secret_key, session_token=cfg.session_token)
+            if cfg.endpoint_url:
+                scheme, _, hostport = cfg.endpoint_url.partition("://")
+                if not hostport:
+                    scheme, hostport = "https", cfg.endpoint_url
+                kwargs.update(scheme=scheme, endpoint_override=hostport.rstrip("/"))
+            _FILESYSTEMS[cfg] = pafs.S3FileSystem(**kwargs)
+        return _FILESYSTEMS[cfg]
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class _S3ParquetWriter(pq.ParquetWriter):
+    """Writes Parquet to a local temporary file; ``close()`` uploads it in one piece (with SSE)."""
+
+    def __init__(self, zone: Zone, rel: str, schema: pa.Schema, **options: Any) -> None:
+        fd, self._tmp = tempfile.mkstemp(prefix=".xforce-", suffix=".parquet")
+        os.close(fd)
+        self._zone, self._rel, self._uploaded = zone, rel, False
+        super().__init__(self._tmp, schema, **options)
+
+    def close(self) -> None:
+        super().close()
+        if self._uploaded:
+            return
+        try:
+            self._zone._upload_file(self._tmp, self._rel)
+            self._uploaded = True
+        finally:
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+# ------------------------------------------------------------------------------------- the zone
 class Zone:
     """A storage location (landing, raw, staging, curated, quarantine, docs)."""
 
-    def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None) -> None:
+    def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None, *, s3: S3Config | None = None) -> None:
         self.uri = uri.rstrip("/")
+        self.s3: S3Config | None = None
         if filesystem is not None:
             self.fs, self.root = filesystem, self.uri.split("://", 1)[-1]
         elif self.uri.startswith("s3://"):
-            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+            if s3 is None:
+                from xforce.connections import default_s3_config
+
+                s3 = default_s3_config()
+            self.s3 = s3
+            self.root = self.uri[len("s3://") :].strip("/")
+            self.bucket, _, self.prefix = self.root.partition("/")
+            if not self.bucket:
+                raise ConfigError(f"S3 location {uri!r} names no bucket")
+            self.fs = s3_filesystem(s3)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), self.uri
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __repr__(self) -> str:
         return f"Zone({self.uri!r})"
+
+    def with_s3(self, s3: S3Config) -> Zone:
+        """The same location reached with other S3 settings (e.g. a force's own Connection)."""
+        return Zone(self.uri, s3=s3)
 
     def full(self, rel: str) -> str:
         rel = safe_relpath(rel) if rel else ""
@@ -68,40 +238,90 @@ class Zone:
     def uri_of(self, rel: str) -> str:
         return f"{self.uri}/{safe_relpath(rel)}"
 
+    # ------------------------------------------------------------------ S3 helpers
+    @property
+    def client(self) -> Any:
+        if self.s3 is None:
+            raise TypeError(f"{self!r} is not an S3 zone")
+        return s3_client(self.s3)
+
+    def key(self, rel: str) -> str:
+        """The object key of ``rel`` in this zone's bucket."""
+        rel = safe_relpath(rel) if rel else ""
+        return "/".join(p for p in (self.prefix, rel) if p)
+
+    def _dir_key(self, rel: str) -> str:
+        k = self.key(rel)
+        return f"{k}/" if k else ""
+
+    def _objects(self, rel: str, recursive: bool = True) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._dir_key(rel)}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            yield from page.get("Contents") or ()
+
+    def _rel_of(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
     # ------------------------------------------------------------------ reading
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self.full(rel)).type != pafs.FileType.NotFound
+        if self.s3 is None:
+            return self.fs.get_file_info(self.full(rel)).type != pafs.FileType.NotFound
+        return self.head(rel) is not None or self.is_dir(rel)
 
     def is_dir(self, rel: str) -> bool:
-        return self.fs.get_file_info(self.full(rel)).type == pafs.FileType.Directory
+        if self.s3 is None:
+            return self.fs.get_file_info(self.full(rel)).type == pafs.FileType.Directory
+        page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_key(rel), MaxKeys=1)
+        return bool(page.get("KeyCount"))
+
+    def head(self, rel: str) -> dict[str, Any] | None:
+        """An object's size, ETag, encryption and user metadata (S3), or None when there is none."""
+        if self.s3 is None:
+            info = self.fs.get_file_info(self.full(rel))
+            return {"size": info.size, "metadata": {}} if info.type == pafs.FileType.File else None
+        try:
+            h = self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return {
+            "size": int(h.get("ContentLength") or 0),
+            "etag": h.get("ETag"),
+            "sse": h.get("ServerSideEncryption"),
+            "metadata": dict(h.get("Metadata") or {}),
+        }
 
     def list_files(self, rel: str, recursive: bool = False) -> list[FileInfo]:
         """Regular files under ``rel`` (sorted). Symlinks are reported, never followed."""
-        base = self.full(rel)
+        if self.s3 is not None:
+            return sorted(
+                (
+                    FileInfo(self._rel_of(o["Key"]), int(o.get("Size") or 0), False, o.get("ETag"))
+                    for o in self._objects(rel, recursive)
+                    if not o["Key"].endswith("/")  # "folder" marker objects are not files
+                ),
+                key=lambda f: f.path,
+            )
         if self.local:
             return self._list_local(rel, recursive)
+        base = self.full(rel)
         if self.fs.get_file_info(base).type != pafs.FileType.Directory:
             return []
         out = []
         for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=recursive)):
             if info.type == pafs.FileType.Directory:
                 continue
-            relpath = posixpath.relpath(info.path, self.root)
-            link = False
-            if self.local:
-                import os
-
-                link = os.path.islink(info.path)
-            out.append(FileInfo(relpath, int(info.size or 0), link))
+            out.append(FileInfo(posixpath.relpath(info.path, self.root), int(info.size or 0)))
         return sorted(out, key=lambda f: f.path)
 
     def _list_local(self, rel: str, recursive: bool) -> list[FileInfo]:
         """Local listing with ``os.scandir``: symlinks (dangling ones too) are listed, never followed,
         and a symlinked folder anywhere on the way from the zone's root is refused."""
-        import os
-
         path = self.root
-        for part in (safe_relpath(rel).split("/") if rel else []):
+        for part in safe_relpath(rel).split("/") if rel else []:
             path = os.path.join(path, part)
             if os.path.islink(path):
                 raise UnsafePathError(f"{rel}: folder {part!r} is a symbolic link; refused")
@@ -122,6 +342,15 @@ class Zone:
         return sorted(out, key=lambda f: f.path)
 
     def list_dirs(self, rel: str) -> list[str]:
+        if self.s3 is not None:
+            names: set[str] = set()
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._dir_key(rel), Delimiter="/"
+            )
+            for page in pages:
+                for p in page.get("CommonPrefixes") or ():
+                    names.add(p["Prefix"].rstrip("/").rsplit("/", 1)[-1])
+            return sorted(names)
         base = self.full(rel)
         if self.fs.get_file_info(base).type != pafs.FileType.Directory:
             return []
@@ -138,10 +367,25 @@ class Zone:
     def read_json(self, rel: str) -> Any:
         return json.loads(self.read_bytes(rel))
 
-    def sha256(self, rel: str) -> str:
+    def _get_body(self, rel: str, etag: str | None = None) -> Any:
+        """A streaming S3 GET; with ``etag``, fails (PreconditionFailed) if the object changed since."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(rel)}
+        if etag:
+            kwargs["IfMatch"] = etag
+        return self.client.get_object(**kwargs)["Body"]
+
+    def sha256(self, rel: str, etag: str | None = None) -> str:
         digest = hashlib.sha256()
+        if self.s3 is not None:
+            body = self._get_body(rel, etag)
+            try:
+                for chunk in body.iter_chunks(_CHUNK):
+                    digest.update(chunk)
+            finally:
+                body.close()
+            return digest.hexdigest()
         with self.fs.open_input_stream(self.full(rel), compression=None) as f:
-            while chunk := f.read(8 << 20):
+            while chunk := f.read(_CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
 
@@ -157,51 +401,136 @@ class Zone:
         head, tail = posixpath.split(safe_relpath(rel))
         return posixpath.join(head, f".{tail}.{uuid.uuid4().hex[:12]}.tmp")
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
+    def _extra(self, metadata: dict[str, str] | None) -> dict[str, Any]:
+        assert self.s3 is not None
+        extra: dict[str, Any] = dict(self.s3.sse_args())
+        if metadata:
+            extra["Metadata"] = {k: str(v) for k, v in metadata.items()}
+        return extra
+
+    def _upload_file(self, path: str, rel: str, metadata: dict[str, str] | None = None) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        self.client.upload_file(
+            path,
+            self.bucket,
+            self.key(rel),
+            ExtraArgs=self._extra(metadata),
+            Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
+        )
+
+    def write_bytes(self, rel: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         """Write a whole object at once: a reader sees the old one or the new one."""
+        if self.s3 is not None:  # one PUT: appears whole
+            self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data, **self._extra(metadata))
+            return
         self._mkparent(rel)
-        if self.local:
-            tmp = self._tmp_name(rel)
-            with self.fs.open_output_stream(self.full(tmp), compression=None) as f:
-                f.write(data)
-            self.fs.move(self.full(tmp), self.full(rel))
-        else:
-            with self.fs.open_output_stream(self.full(rel), compression=None) as f:  # one PUT: appears whole
-                f.write(data)
+        tmp = self._tmp_name(rel)
+        with self.fs.open_output_stream(self.full(tmp), compression=None) as f:
+            f.write(data)
+        self.fs.move(self.full(tmp), self.full(rel))
 
     def write_json(self, rel: str, doc: Any) -> None:
         self.write_bytes(rel, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
     def parquet_writer(self, rel: str, schema: pa.Schema) -> pq.ParquetWriter:
+        if self.s3 is not None:
+            return _S3ParquetWriter(self, safe_relpath(rel), schema, **PARQUET_OPTIONS)
         self._mkparent(rel)
         return pq.ParquetWriter(self.full(rel), schema, filesystem=self.fs, **PARQUET_OPTIONS)
 
-    def copy_from(self, src: Zone, src_rel: str, rel: str) -> None:
-        """Copy a file from another zone (streamed), atomically on arrival."""
+    def copy_from(
+        self,
+        src: Zone,
+        src_rel: str,
+        rel: str,
+        *,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Copy a file from another zone (streamed, or server-side within one S3 account), atomically.
+
+        ``etag`` (S3 sources): copy only the version that was listed; a changed object fails
+        with PreconditionFailed instead of copying something that was never checksummed.
+        """
+        if self.s3 is not None:
+            from boto3.s3.transfer import TransferConfig
+
+            transfer = TransferConfig(
+                multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD, use_threads=False
+            )
+            extra = self._extra(metadata)
+            if src.s3 is not None and src.s3.same_account(self.s3):
+                if metadata:
+                    extra["MetadataDirective"] = "REPLACE"
+                if etag:
+                    extra["CopySourceIfMatch"] = etag
+                self.client.copy(
+                    {"Bucket": src.bucket, "Key": src.key(src_rel)},
+                    self.bucket,
+                    self.key(rel),
+                    ExtraArgs=extra,
+                    Config=transfer,
+                )
+                return
+            body = src._get_body(src_rel, etag) if src.s3 is not None else src.open(src_rel)
+            try:
+                self.client.upload_fileobj(body, self.bucket, self.key(rel), ExtraArgs=extra, Config=transfer)
+            finally:
+                body.close()
+            return
         self._mkparent(rel)
-        target = self._tmp_name(rel) if self.local else rel
-        with (
-            src.fs.open_input_stream(src.full(src_rel), compression=None) as fin,
-            self.fs.open_output_stream(self.full(target), compression=None) as fout,
-        ):
-            while chunk := fin.read(8 << 20):
-                fout.write(chunk)
-        if target != rel:
-            self.fs.move(self.full(target), self.full(rel))
+        target = self._tmp_name(rel)
+        fin = src._get_body(src_rel, etag) if src.s3 is not None else src.open(src_rel)
+        try:
+            with self.fs.open_output_stream(self.full(target), compression=None) as fout:
+                while chunk := fin.read(_CHUNK):
+                    fout.write(chunk)
+        finally:
+            fin.close()
+        self.fs.move(self.full(target), self.full(rel))
 
     def move_from(self, src: Zone, src_rel: str, rel: str) -> None:
-        """Move a file into this zone, replacing what is there in one step."""
-        self._mkparent(rel)
+        """Move a file into this zone, replacing what is there in one step.
+
+        Local to local is a rename(2). Anything involving S3 is a copy (one CopyObject or upload:
+        the new object appears whole) followed by deleting the source.
+        """
         if self.local and src.local:
+            self._mkparent(rel)
             self.fs.move(src.full(src_rel), self.full(rel))  # rename(2): atomic replace
-        else:
-            self.copy_from(src, src_rel, rel)
-            src.delete(src_rel)
+            return
+        self.copy_from(src, src_rel, rel)
+        src.delete(src_rel)
 
     def delete(self, rel: str) -> None:
+        if self.s3 is not None:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(rel))  # idempotent
+            return
         if self.exists(rel):
             self.fs.delete_file(self.full(rel))
 
     def delete_dir(self, rel: str) -> None:
+        if self.s3 is not None:
+            batch: list[dict[str, str]] = []
+            for obj in list(self._objects(rel)):
+                batch.append({"Key": obj["Key"]})
+                if len(batch) == 1000:
+                    self._delete_batch(batch)
+                    batch = []
+            if batch:
+                self._delete_batch(batch)
+            return
         if self.is_dir(rel):
             self.fs.delete_dir(self.full(rel))
+
+    def _delete_batch(self, batch: list[dict[str, str]]) -> None:
+        out = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        if out.get("Errors"):
+            first = out["Errors"][0]
+            raise OSError(f"cannot delete {len(out['Errors'])} object(s) in {self!r}: {first.get('Message')}")
+
+
+def zone_with(uri: str, s3: S3Config | None) -> Zone:
+    """A zone at ``uri``; ``s3`` settings apply when it is an S3 location."""
+    return Zone(uri, s3=s3) if uri.startswith("s3://") else Zone(uri)
