@@ -347,3 +347,69 @@ def subset_config(dest: Path, forces: list[str], sources: dict[str, dict[str, An
         doc["forces"][force]["source"] = spec
     (dest / "forces.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return dest
+
+
+# ------------------------------------------------------------------------------------ SQL source
+ANPR_SOURCE_DDL = """
+CREATE TABLE anpr_reads (
+    row_no     bigserial PRIMARY KEY,
+    read_id    text,
+    read_at    timestamptz,
+    camera_id  text,
+    latitude   double precision,
+    longitude  double precision,
+    vrm        text,
+    loaded_at  timestamptz NOT NULL
+)
+"""
+
+
+def seed_anpr_source(db: Database, csv_path: Path, night: str, extra_nights: bool = True) -> int:
+    """Load a generated ``shared_csv`` ANPR file into ``anpr_reads`` of ``db`` as loaded during ``night``.
+
+    With ``extra_nights``, reads loaded the night before and the night after are added too
+    (ids ``OTHER-NIGHT-*``): a pull of ``night`` must not see them. Returns the rows of ``night``.
+    """
+    import csv
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import psycopg
+
+    utc, london = ZoneInfo("UTC"), ZoneInfo("Europe/London")
+    day = datetime.fromisoformat(night)
+    start = day.replace(tzinfo=london).astimezone(utc)  # the night's window in UTC (23 to 25 hours long)
+    span = (day + timedelta(days=1)).replace(tzinfo=london).astimezone(utc) - start
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def ts(value: str) -> datetime | None:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC")) if value else None
+
+    def num(value: str) -> float | None:
+        return float(value) if value else None
+
+    values = [
+        (
+            r["read_id"] or None,
+            ts(r["read_at"]),
+            r["camera_id"] or None,
+            num(r["latitude"]),
+            num(r["longitude"]),
+            r["vrm"] or None,
+            start + span * (i + 1) / (len(rows) + 2),
+        )
+        for i, r in enumerate(rows)
+    ]
+    if extra_nights:
+        for k, when in enumerate((start - timedelta(hours=3), start - timedelta(minutes=1), start + span)):
+            values.append((f"OTHER-NIGHT-{k}", when, "NFK-CAM-0001", 52.6, 1.0, "AB12CDE", when))
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=db.user, dbname=db.name, autocommit=True) as conn:
+        conn.execute(ANPR_SOURCE_DDL)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO anpr_reads (read_id, read_at, camera_id, latitude, longitude, vrm, loaded_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                values,
+            )
+    return len(rows)

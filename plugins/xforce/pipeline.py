@@ -83,6 +83,7 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
     An identical re-delivery adds nothing to raw. When landing is empty but an earlier run
     kept a raw copy of this night, that copy is used again (a re-run never loses a night).
     """
+    from xforce import sql_source
     from xforce.connections import landing_for
 
     ctx.registry.force(force)
@@ -92,10 +93,15 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
     previous = ctx.ledger.get(night, force, dataset)
     files: list[dict[str, Any]] = []
     problems: list[str] = []
+    source = "landing"
+    sql = sql_source.source_for(ctx.settings.config_dir, ctx.settings.sql_dir, force, dataset)
     try:
-        listing = landing.list_files(safe_relpath(base, dataset, night))
+        listing = [] if sql else landing.list_files(safe_relpath(base, dataset, night))
     except UnsafePathError as exc:
         listing, problems = [], [str(exc)]
+    if sql:  # delivered through the force's database: pulled by the night's window into raw
+        pulled = sql_source.pull(sql, ctx.registry, ctx.settings.sql_dir, night, raw, folder)
+        files, source = ([pulled] if pulled else []), "sql"
     for info in listing:
         name = info.path.rsplit("/", 1)[-1]
         if info.is_symlink:
@@ -112,7 +118,6 @@ def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str
         files.append({"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel})
     for p in problems:
         ctx.ledger.event("refused_file", night=night, force=force, dataset=dataset, detail=p, run_id=run_id)
-    source = "landing"
     if not files and previous and previous.get("files"):
         files, source = list(previous["files"]), "raw"
     if not files:
