@@ -4,6 +4,8 @@ xforce generate --date D --out DIR [--anpr-reads N] [--seed S] [--forces ...] [-
 xforce run --date D            # the nightly DAG for that night, through Airflow itself
 xforce ingest --force F --dataset D --file PATH --date D
 xforce status --date D         # the force x dataset table from the ledger
+xforce backfill --from D1 --to D2 [--reports]   # xforce_nightly for each night in order, through Airflow
+xforce report --date D          # the cross-force reports of a night (Parquet + HTML)
 xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
 xforce audit [--token T]        # the re-identification audit
 xforce retention [--dry-run] [--today D]
@@ -61,8 +63,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         incidents=args.incidents,
         seizures=args.seizures,
         defect_rate=args.defect_rate,
+        plant_crossing_vehicle=args.plant_crossing_vehicle,
     )
-    total = sum(d["records"] for f in truth.values() for d in f.values())
+    total = sum(d["records"] for k, f in truth.items() if not k.startswith("_") for d in f.values())
     print(f"wrote {total} records for {args.date} under {args.out}")
     return 0
 
@@ -104,6 +107,59 @@ def run_dag_test(night: str) -> str:
     logical = run_after + timedelta(microseconds=uuid.uuid4().int % 1_000_000)
     dr = dag.test(logical_date=logical, run_conf={"night": night})
     return str(getattr(dr, "state", "unknown"))
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Reprocess every night from ``--from`` to ``--to`` through Airflow, oldest first, in one process.
+
+    Idempotent: a night's partitions are replaced, never duplicated; a changed re-delivery in
+    landing supersedes the earlier one; an emptied landing folder is reprocessed from raw.
+    """
+    from xforce.airflow_env import airflow_env
+    from xforce.settings import Settings
+
+    first, last = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
+    if last < first:
+        print(f"xforce backfill: --to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    settings = Settings.from_env()
+    ensure_dev_key(settings.data_dir)
+    env = airflow_env(settings)
+    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    os.environ.update(env)
+    from xforce import pipeline
+
+    states: list[tuple[str, str, str]] = []
+    for night in nights:
+        state = run_dag_test(night)
+        rows = pipeline.night_table(pipeline.Context.from_env(), night)
+        published = sum(r["status"] == "published" for r in rows)
+        note = f"{published}/{len(rows)} extracts published"
+        if args.reports and state == "success":
+            from xforce import reports
+
+            built = reports.build_reports(settings, night)
+            note += f"; reports: {built['files']['html']}"
+        states.append((night, state, note))
+        print(f"xforce_nightly for {night}: run {state}; {note}", flush=True)
+    failed = [n for n, s, _ in states if s != "success"]
+    print(f"\nbackfill {nights[0]} .. {nights[-1]}: {len(nights) - len(failed)} of {len(nights)} nights succeeded")
+    for n in failed:
+        print(f"  failed: {n} (see `xforce status --date {n}`)")
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from xforce import reports
+    from xforce.settings import Settings
+
+    built = reports.build_reports(Settings.from_env(), args.date)
+    for name, where in built["files"].items():
+        rows = built["rows"].get(name)
+        print(f"{name:22} {'' if rows is None else f'{rows:>7} rows  '}{where}")
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -228,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--forces", nargs="+", default=None)
     g.add_argument("--datasets", nargs="+", default=None, choices=DATASETS)
+    g.add_argument(
+        "--plant-crossing-vehicle",
+        action="store_true",
+        help="plant a vehicle read in three forces near hare coursing, with decoys (needs all seven forces)",
+    )
     g.set_defaults(func=cmd_generate)
     r = sub.add_parser("run", help="run xforce_nightly for a night through Airflow")
     r.add_argument("--date", required=True, type=_night)
@@ -241,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="the force x dataset table of a night, from the ledger")
     s.add_argument("--date", required=True, type=_night)
     s.set_defaults(func=cmd_status)
+    b = sub.add_parser("backfill", help="reprocess a range of nights through Airflow, oldest first")
+    b.add_argument("--from", dest="date_from", required=True, type=_night)
+    b.add_argument("--to", dest="date_to", required=True, type=_night)
+    b.add_argument("--reports", action="store_true", help="also build each night's reports")
+    b.set_defaults(func=cmd_backfill)
+    rp = sub.add_parser("report", help="build the cross-force reports of a night (Parquet tables and HTML)")
+    rp.add_argument("--date", required=True, type=_night)
+    rp.set_defaults(func=cmd_report)
     ri = sub.add_parser("reidentify", help="the plate behind a token, for a stated purpose (audited)")
     ri.add_argument("--token", required=True)
     ri.add_argument("--purpose", required=True, help="why the plate is needed (recorded in the audit)")
