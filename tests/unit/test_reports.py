@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import need_service
 
 from helpers import run_night_plain
 from xforce import pipeline, reports
@@ -275,3 +276,48 @@ def test_reports_zone(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert reports.reports_uri(Settings.from_env()) == "s3://exchange/prod/reports"
     monkeypatch.setenv("XFORCE_REPORTS_URI", "s3://analysts/reports")
     assert reports.reports_uri(Settings.from_env()) == "s3://analysts/reports"
+
+
+def test_reports_read_and_write_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same reports from an s3:// curated zone (pyarrow's S3 filesystem; no DuckDB extension), into s3://."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:  # pragma: no cover - moto is a dev dependency
+        need_service(False, "moto is not installed (dev extra)")
+        return
+    curated = tmp_path / "curated"
+    _synthesise_history(curated)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-2",
+            "AWS_REGION": "eu-west-2",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="exchange", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+        for path in curated.rglob("*.parquet"):
+            s3.upload_file(str(path), "exchange", f"prod/curated/{path.relative_to(curated)}")
+        monkeypatch.setenv("XFORCE_CURATED_URI", "s3://exchange/prod/curated")
+        monkeypatch.delenv("XFORCE_REPORTS_URI", raising=False)
+        settings = Settings.from_env()
+        built = reports.build_reports(settings, "2022-03-31", ["norfolk", "kent"])
+        assert (
+            built["files"]["incidents_by_year"]
+            == "s3://exchange/prod/reports/incidents_by_year/date=2022-03-31/part-0.parquet"
+        )
+        local = reports.run_reports(str(curated), "2022-03-31", settings.sql_dir)
+        reports_zone = Zone("s3://exchange/prod/reports")
+        for name in reports.REPORTS:
+            assert reports_zone.read_parquet(reports.report_path(name, "2022-03-31")).equals(local[name]), name
+        page = reports_zone.read_bytes(reports.page_path("2022-03-31")).decode()
+        assert "2021-22: 1,415 incidents, −31% on 2,044 the year before" in page
+    finally:
+        server.stop()
