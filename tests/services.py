@@ -73,12 +73,35 @@ def start_group(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         out.close()
 
 
+def session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (Linux ``/proc``): what :func:`start_group` started, grandchildren too."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": state ppid pgrp session ...
+        if int(fields[3]) == sid:
+            out.append(int(entry.name))
+    return out
+
+
 def kill_group(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGKILL) -> None:
-    """Kill a process group started by :func:`start_group` (its children too) and reap the leader."""
+    """Kill everything started by :func:`start_group` and reap the leader.
+
+    The process group, and every process of the session it leads: a child that moved to its own
+    process group (Airflow's task supervisors do) dies with it, as on a machine that goes down.
+    """
     if proc is None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+    for pid in session_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
 

@@ -1,108 +1,106 @@
-"""PostgreSQL as Airflow's metadata database and as the run ledger, end to end through ``xforce run``.
+"""The run ledger on PostgreSQL (a fresh database on 127.0.0.1:5432 per run, dropped afterwards).
 
-Fresh databases on 127.0.0.1:5432 (trust auth) per run, dropped afterwards. Norfolk's ANPR reads
-come from Norfolk's own (seeded) PostgreSQL database through its SQL source in the same run.
+The nightly DAG end to end with Airflow's metadata DB *and* the ledger on PostgreSQL runs in
+``test_s3.py`` (``xforce run``, compared with the SQLite default) and ``test_celery.py`` (scheduler
+and Celery workers); here the ledger's own behaviour on PostgreSQL, including writers in parallel as
+Celery workers are.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from datetime import date
-from pathlib import Path
+import threading
 
 import pytest
 import sqlalchemy as sa
-from services import fresh_database, seed_anpr_source, subset_config
+from services import fresh_database
 
-from helpers import check_against_truth
-from xforce import pipeline
-from xforce.schemas import DATASETS
+from xforce.ledger import Ledger
+from xforce.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
-NIGHT = "2026-03-29"  # the clocks go forward: a 23-hour night
-FORCES = ["norfolk", "bedfordshire", "essex"]  # one per family
-XFORCE = str(Path(sys.executable).parent / "xforce")
+SQL_DIR = str(PROJECT_ROOT / "sql")
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory):
-    from xforce.generate import generate_night
-
-    base = tmp_path_factory.mktemp("pg")
-    data = base / "data"
-    truth = generate_night(date.fromisoformat(NIGHT), data / "landing", anpr_reads=200, seed=5, forces=FORCES)
-    delivered = data / "landing" / "norfolk" / "anpr_reads" / NIGHT / "anpr_reads.csv"
-    with (
-        fresh_database("xforce_test_airflow") as airflow_db,
-        fresh_database("xforce_test_ledger") as ledger_db,
-        fresh_database("xforce_test_norfolk") as norfolk_db,
-    ):
-        seed_anpr_source(norfolk_db, delivered, NIGHT)
-        delivered.unlink()  # Norfolk's reads now exist only in its database
-        sources = {"norfolk": {"anpr_reads": {"conn_id": "norfolk_anpr_db", "query": "norfolk_anpr_reads.sql"}}}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
-        env.update(
-            {
-                "XFORCE_DATA_DIR": str(data),
-                "XFORCE_CONFIG_DIR": str(subset_config(base / "config", FORCES, sources)),
-                "XFORCE_LEDGER_URL": ledger_db.url,
-                "XFORCE_HMAC_KEY": os.environ["XFORCE_HMAC_KEY"],
-                "AIRFLOW_HOME": str(base / "airflow"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db.url,
-                "AIRFLOW_CONN_NORFOLK_ANPR_DB": json.dumps(norfolk_db.connection()),
-            }
-        )
-        run = subprocess.run([XFORCE, "run", "--date", NIGHT], env=env, capture_output=True, text=True, timeout=900)
-        with sa.create_engine(airflow_db.url).connect() as conn:
-            dag_runs = conn.execute(
-                sa.text("SELECT run_id, state FROM dag_run WHERE dag_id = 'xforce_nightly'")
-            ).fetchall()
-            tis = conn.execute(
-                sa.text("SELECT task_id, map_index, state FROM task_instance WHERE dag_id = 'xforce_nightly'")
-            ).fetchall()
-        yield {
-            "data": data,
-            "env": env,
-            "truth": truth,
-            "run": run,
-            "ledger_url": ledger_db.url,
-            "dag_runs": dag_runs,
-            "tis": tis,
-            "airflow_home": base / "airflow",
-        }
+def db():
+    with fresh_database("xforce_test_ledger") as database:
+        yield database
 
 
-def test_the_run_succeeds_with_airflows_metadata_in_postgresql(night) -> None:
-    run = night["run"]
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "run success" in run.stdout
-    assert [state for _, state in night["dag_runs"]] == ["success"]
-    assert not (night["airflow_home"] / "airflow.db").exists()  # no SQLite on the side
-    mapped = [(t, i, s) for t, i, s in night["tis"] if i >= 0]
-    assert len(mapped) == 2 * len(FORCES) * len(DATASETS)  # land + validate, per force and dataset
-    assert {s for _, _, s in mapped} == {"success"}
+def test_the_schema_is_created_once_and_is_postgresql(db) -> None:
+    first, second = Ledger(db.url, SQL_DIR), Ledger(db.url, SQL_DIR)  # the DDL runs again harmlessly
+    assert first.engine.dialect.name == second.engine.dialect.name == "postgresql"
+    tables = set(sa.inspect(first.engine).get_table_names())
+    assert {"xforce_extracts", "xforce_events"} <= tables
+    columns = {c["name"]: c for c in sa.inspect(first.engine).get_columns("xforce_extracts")}
+    assert isinstance(columns["rows_in"]["type"], sa.BigInteger)
 
 
-def test_the_ledger_is_in_postgresql_and_every_record_is_accounted_for(night, monkeypatch) -> None:
-    monkeypatch.setenv("XFORCE_DATA_DIR", str(night["data"]))
-    monkeypatch.setenv("XFORCE_CONFIG_DIR", night["env"]["XFORCE_CONFIG_DIR"])
-    monkeypatch.setenv("XFORCE_LEDGER_URL", night["ledger_url"])
-    ctx = pipeline.Context.from_env()
-    assert ctx.ledger.engine.dialect.name == "postgresql"
-    check_against_truth(ctx, NIGHT, night["truth"])
-    with ctx.ledger.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT force, dataset, status, rows_in FROM xforce_extracts WHERE night = :n"), {"n": NIGHT}
-        ).fetchall()
-    assert len(rows) == len(FORCES) * len(DATASETS) and {r.status for r in rows} == {"published"}
-    norfolk = ctx.ledger.get(NIGHT, "norfolk", "anpr_reads")
-    assert norfolk is not None and norfolk["rows_in"] == night["truth"]["norfolk"]["anpr_reads"]["records"]
-    landed = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "landed" and e["force"] == "norfolk"]
-    assert {json.loads(e["detail"])["from"] for e in landed if e["dataset"] == "anpr_reads"} == {"sql"}
-    for dataset in DATASETS:
-        manifest = ctx.zone("curated").read_json(f"dataset={dataset}/date={NIGHT}/_manifest.json")
-        assert manifest["totals"]["rows_in"] == sum(r.rows_in for r in rows if r.dataset == dataset)
+def test_records_merge_replace_and_keep_json_on_postgresql(db) -> None:
+    ledger = Ledger(db.url, SQL_DIR)
+    files = [{"name": "anpr_reads.csv", "sha256": "ab" * 32, "bytes": 12, "raw": "norfolk/x/ab/anpr_reads.csv"}]
+    ledger.record("2026-11-27", "norfolk", "anpr_reads", replace=True, status="landed", files=files, rows_in=0)
+    ledger.record("2026-11-27", "norfolk", "anpr_reads", status="validated", rows_in=3, reasons={"bad_plate": 1})
+    row = ledger.get("2026-11-27", "norfolk", "anpr_reads")
+    assert row is not None
+    assert (row["status"], row["rows_in"], row["files"], row["reasons"]) == ("validated", 3, files, {"bad_plate": 1})
+    ledger.record("2026-11-27", "norfolk", "anpr_reads", replace=True, status="missing")
+    row = ledger.get("2026-11-27", "norfolk", "anpr_reads")
+    assert row is not None and row["files"] is None and row["status"] == "missing"
+    ledger.event("landed", night="2026-11-27", force="norfolk", dataset="anpr_reads", detail={"from": "sql"})
+    assert [e["event"] for e in ledger.events("2026-11-27")] == ["landed"]
+
+
+def test_parallel_writers_on_different_extracts_lose_nothing(db) -> None:
+    """What happens when Celery workers land and validate many extracts at once."""
+    ledger = Ledger(db.url, SQL_DIR)
+    forces = [f"force{i}" for i in range(8)]
+    errors: list[BaseException] = []
+
+    def work(force: str) -> None:
+        try:
+            for dataset in ("incidents", "anpr_reads", "seizures"):
+                ledger.record("2026-11-28", force, dataset, replace=True, status="landed", rows_in=0)
+                ledger.event("landed", night="2026-11-28", force=force, dataset=dataset)
+                ledger.record("2026-11-28", force, dataset, status="validated", rows_in=10, rows_published=9)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f,)) for f in forces]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    rows = ledger.extracts("2026-11-28")
+    assert len(rows) == 24 and {(r["status"], r["rows_in"], r["rows_published"]) for r in rows} == {
+        ("validated", 10, 9)
+    }
+    assert len(ledger.events("2026-11-28")) == 24
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ledger.record reads, deletes and inserts without locking the row: two writers of the same extract "
+    "at once on PostgreSQL hit a UniqueViolation (e.g. a task and its retry after a heartbeat timeout) "
+    "(owner: ledger.py; INSERT ... ON CONFLICT or SELECT ... FOR UPDATE would do)",
+)
+def test_parallel_writers_on_one_extract_do_not_fail(db) -> None:
+    ledger = Ledger(db.url, SQL_DIR)
+    ledger.record("2026-11-29", "norfolk", "anpr_reads", replace=True, status="landed")
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        for k in range(20):
+            try:
+                ledger.record("2026-11-29", "norfolk", "anpr_reads", status="validated", rows_in=i * 100 + k)
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, f"{len(errors)} failed writes, first: {errors[0]!r}"

@@ -1,9 +1,10 @@
 """S3 zones against a real S3 HTTP endpoint (moto's standalone server on 127.0.0.1).
 
 The storage abstraction itself (listing, checksums, copies, metadata, encryption, retries), then
-the whole nightly DAG through Airflow with every zone on S3 (and one force's landing behind its
-own endpoint and credentials, reached through an Airflow Connection), compared with a local run of
-the same generated night.
+the whole nightly DAG through Airflow on the production path: every zone on S3 (one force's
+landing behind its own endpoint and credentials, reached through an Airflow Connection), Airflow's
+metadata DB and the run ledger on PostgreSQL. It is compared with the embedded default (local
+folders, SQLite) running the same generated night at the same time.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from services import (
     FlakyProxy,
     S3Server,
     all_objects,
     create_s3_user,
+    fresh_database,
     moto_s3,  # noqa: F401  (fixture)
     moto_server,
     subset_config,
@@ -170,10 +173,11 @@ def _volatile_free(manifest: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def nights(moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
-    """One generated night run twice through Airflow at the same time: local folders, and all zones on S3.
+    """One generated night run twice through Airflow at the same time: embedded defaults, and production.
 
-    Kent delivers into its own bucket on another S3 endpoint that checks credentials, reached
-    through the Airflow Connection ``xforce_landing_kent``; the hub's own credentials cannot read it.
+    Production: all zones on S3, Airflow's metadata and the ledger on PostgreSQL. Kent delivers into
+    its own bucket on another S3 endpoint that checks credentials, reached through the Airflow
+    Connection ``xforce_landing_kent``; the hub's own credentials cannot read it.
     """
     base = tmp_path_factory.mktemp("s3-night")
     landing = base / "landing"
@@ -211,7 +215,13 @@ def nights(moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory):  # noqa
             "XFORCE_LANDING_CONN_KENT": "xforce_landing_kent",
         }
     )
-    with moto_server(base, auth_after=3) as kent_server:
+    with (
+        fresh_database("xforce_test_s3_airflow") as airflow_db,
+        fresh_database("xforce_test_s3_ledger") as ledger_db,
+        moto_server(base, auth_after=3) as kent_server,
+    ):
+        s3_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_db.url
+        s3_env["XFORCE_LEDGER_URL"] = ledger_db.url
         key, secret = create_s3_user(kent_server, "kent-xforce", ["kent-outbound"])
         kent = kent_server.client(access_key=key, secret_key=secret)
         kent_server.create_bucket("kent-outbound", kent)
@@ -242,15 +252,18 @@ def nights(moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory):  # noqa
             for p in procs.values():
                 p.kill()
         kent_objects = kent.list_objects_v2(Bucket="kent-outbound")["KeyCount"]
-    return {
-        "base": base,
-        "truth": truth,
-        "out": out,
-        "rc": {n: p.returncode for n, p in procs.items()},
-        "local_env": local_env,
-        "s3_env": s3_env,
-        "kent_objects": kent_objects,
-    }
+        with sa.create_engine(airflow_db.url).connect() as conn:
+            dag_runs = conn.execute(sa.text("SELECT state FROM dag_run WHERE dag_id = 'xforce_nightly'")).fetchall()
+        yield {
+            "base": base,
+            "truth": truth,
+            "out": out,
+            "rc": {n: p.returncode for n, p in procs.items()},
+            "local_env": local_env,
+            "s3_env": s3_env,
+            "kent_objects": kent_objects,
+            "dag_runs": [r.state for r in dag_runs],
+        }
 
 
 def _ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> pipeline.Context:
@@ -266,6 +279,9 @@ def test_both_runs_succeed(nights) -> None:
     for name in ("local", "s3"):
         assert nights["rc"][name] == 0, f"{name} run failed:\n{nights['out'][name][-4000:]}"
         assert "run success" in nights["out"][name]
+    assert nights["dag_runs"] == ["success"]  # the production run's metadata is in PostgreSQL
+    assert not (nights["base"] / "s3-airflow" / "airflow.db").exists()
+    assert (nights["base"] / "local-airflow" / "airflow.db").exists()
 
 
 def test_s3_run_publishes_exactly_what_the_local_run_publishes(nights, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,6 +296,7 @@ def test_s3_run_publishes_exactly_what_the_local_run_publishes(nights, monkeypat
     }
     s3 = _ctx(nights["s3_env"], monkeypatch)
     assert s3.zone("curated").uri == "s3://xforce-curated/v1"
+    assert s3.ledger.engine.dialect.name == "postgresql" and local.ledger.engine.dialect.name == "sqlite"
     for d in DATASETS:
         manifest = s3.zone("curated").read_json(f"dataset={d}/date={NIGHT}/_manifest.json")
         assert json.dumps(_volatile_free(manifest), sort_keys=True) == json.dumps(
