@@ -8,10 +8,13 @@ For each of the seven forces and each dataset (incidents, ANPR reads, seizures):
    (an identical re-delivery is a no-op). No files: the extract is *missing* and its next tasks are skipped.
 3. **validate_extract**: normalise to the canonical schema, validate with the Great Expectations suite in
    `expectations/`, pseudonymise plates, split valid rows from quarantined rows (each with its reason), stage.
-   Seizures run after incidents so each can be checked against its incident.
+   Seizures run after incidents so each can be checked against its incident. Then the table-level suite and
+   schema drift (`config/quality.yaml`): a critical failure quarantines the extract, warnings are flagged; results
+   go to `docs/validation/`. A missing extract raises an alert (ledger event `alert`) once past its cut-off.
 4. **publish_night**: move every staged extract into `curated/dataset=…/date=…/force=…` and
    `quarantine/…` (one file per partition, replaced atomically), write `_manifest.json` per dataset and night,
    and print the force x dataset table. Runs whatever happened upstream: one force never holds back the others.
+   Renders the night's Data Docs page (`docs/validation/date=<night>/index.html`; the "Data exchange" view links to it).
 
 The ledger (`XFORCE_LEDGER_URL`) has a row per extract and night with counts, checksum, status and error.
 """
@@ -24,6 +27,13 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 TZ = "Europe/London"
+
+
+def _alert_missing_extract(context: dict) -> None:
+    """A skipped validate task means its extract never landed: alert past the cut-off (config/quality.yaml)."""
+    from xforce import quality
+
+    quality.on_validate_skipped(context)
 
 
 @dag(
@@ -82,7 +92,12 @@ def xforce_nightly() -> None:
         map_index_template="{{ xforce_label }}",
         doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "
         "(Great Expectations), pseudonymise plates and stage published and quarantined rows under "
-        "`staging/`. Skipped when the extract is missing; fails (others go on) when it is unreadable.",
+        "`staging/`; then the table-level suite `expectations/<dataset>.table.json` and schema drift "
+        "(`config/quality.yaml`): a critical failure quarantines the extract, warnings are flagged in the "
+        "ledger. Results (counts, row ids) go to `docs/validation/date=<night>/`. Skipped when the extract "
+        "is missing, which raises a missing-extract alert past its cut-off (ledger event `alert`); fails "
+        "(others go on) when it is unreadable or quarantined.",
+        on_skipped_callback=_alert_missing_extract,
     )
     def validate_extract(ref: dict, run_id: str | None = None) -> dict:
         """Normalise, validate with GX, tokenise plates, split quarantine, stage."""
