@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xforce import late, pipeline
+from xforce import late, pipeline, reports
 from xforce.generate import extract_path, generate_night
 from xforce.schemas import DATASETS
 
@@ -179,6 +179,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "XFORCE_HMAC_KEY": os.environ["XFORCE_HMAC_KEY"],
             "PYTHONPATH": str(ROOT / "plugins"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            # as a deployment unpauses them: then publish's asset events queue xforce_reports
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         }
     )
     for night in NIGHTS:
@@ -248,6 +250,33 @@ def test_second_backfill_of_seven_nights_changes_nothing(world) -> None:
     events = [e["event"] for night in NIGHTS for e in world["ctx"].ledger.events(night)]
     assert events.count("redelivered_identical") == 7 * len(FORCES) * len(DATASETS) - 1
     assert "superseded" not in events
+
+
+def test_each_publish_emits_asset_events_that_queue_the_reports_dag(world) -> None:
+    con = sqlite3.connect(world["base"] / "airflow_home" / "airflow.db")
+    try:
+        events = con.execute(
+            "SELECT a.name, a.uri, e.source_dag_id, e.source_task_id, e.source_run_id FROM asset_event e "
+            "JOIN asset a ON a.id = e.asset_id"
+        ).fetchall()
+        queued = con.execute(
+            "SELECT a.name FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "
+            "WHERE q.target_dag_id = 'xforce_reports'"
+        ).fetchall()
+    finally:
+        con.close()
+    names = {f"xforce_curated_{d}" for d in DATASETS}
+    runs = {run_id for run_id, _, _ in _airflow_runs(world)}
+    for dataset in DATASETS:
+        mine = [e for e in events if e[0] == f"xforce_curated_{dataset}"]
+        assert len(mine) == 14, dataset  # one per published night, both backfills
+        assert {e[1:4] for e in mine} == {(f"xforce://curated/dataset={dataset}", "xforce_nightly", "publish_night")}
+        assert {e[4] for e in mine} == runs
+    # all three assets are queued for xforce_reports: a running scheduler would start it now
+    assert {q[0] for q in queued} == names
+    # and it would report on the nights its triggering runs published
+    first_run = next(e[4] for e in events if e[0] == "xforce_curated_incidents")
+    assert reports.nights_to_report(world["ctx"].ledger, [first_run]) == [NIGHTS[0], NIGHTS[-1]]
 
 
 def test_correction_and_late_extract_are_picked_up_by_the_hourly_dag(world) -> None:

@@ -278,7 +278,7 @@ def test_reports_zone(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert reports.reports_uri(Settings.from_env()) == "s3://analysts/reports"
 
 
-def test_reports_read_and_write_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reports_read_and_write_s3(planted, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same reports from an s3:// curated zone (pyarrow's S3 filesystem; no DuckDB extension), into s3://."""
     try:
         import boto3
@@ -286,8 +286,7 @@ def test_reports_read_and_write_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     except ImportError:  # pragma: no cover - moto is a dev dependency
         need_service(False, "moto is not installed (dev extra)")
         return
-    curated = tmp_path / "curated"
-    _synthesise_history(curated)
+    curated = planted["data"] / "curated"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -303,21 +302,19 @@ def test_reports_read_and_write_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             monkeypatch.setenv(k, v)
         s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
         s3.create_bucket(Bucket="exchange", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
-        for path in curated.rglob("*.parquet"):
+        for path in curated.rglob("*.parquet"):  # the planted night, all seven forces
             s3.upload_file(str(path), "exchange", f"prod/curated/{path.relative_to(curated)}")
         monkeypatch.setenv("XFORCE_CURATED_URI", "s3://exchange/prod/curated")
         monkeypatch.delenv("XFORCE_REPORTS_URI", raising=False)
         settings = Settings.from_env()
-        built = reports.build_reports(settings, "2022-03-31", ["norfolk", "kent"])
-        assert (
-            built["files"]["incidents_by_year"]
-            == "s3://exchange/prod/reports/incidents_by_year/date=2022-03-31/part-0.parquet"
-        )
-        local = reports.run_reports(str(curated), "2022-03-31", settings.sql_dir)
+        built = reports.build_reports(settings, NIGHT)
+        where = f"s3://exchange/prod/reports/crossing_vehicles/date={NIGHT}/part-0.parquet"
+        assert built["files"]["crossing_vehicles"] == where and built["rows"]["crossing_vehicles"] == 1
         reports_zone = Zone("s3://exchange/prod/reports")
-        for name in reports.REPORTS:
-            assert reports_zone.read_parquet(reports.report_path(name, "2022-03-31")).equals(local[name]), name
-        page = reports_zone.read_bytes(reports.page_path("2022-03-31")).decode()
-        assert "2021-22: 1,415 incidents, −31% on 2,044 the year before" in page
+        for name in reports.REPORTS:  # the same tables as from the local folder
+            assert reports_zone.read_parquet(reports.report_path(name, NIGHT)).equals(_report(planted["data"], name))
+        page = reports_zone.read_bytes(reports.page_path(NIGHT)).decode()
+        target = next(v for v in planted["truth"]["_planted"]["vehicles"] if v["qualifies"])
+        assert token(target["plate"])[:16] in page
     finally:
         server.stop()
