@@ -34,7 +34,7 @@ from services import (
     upload_tree,
 )
 
-from helpers import check_against_truth
+from helpers import check_against_truth, run_night_plain
 from xforce import pipeline
 from xforce.generate import generate_night
 from xforce.schemas import DATASETS
@@ -342,3 +342,32 @@ def test_kent_was_read_through_its_own_connection_and_kept_in_raw(nights, monkey
             head = raw.head(f["raw"])
             assert head is not None and head["metadata"]["sha256"] == f["sha256"] == f["raw"].split("/")[-2]
             assert raw.sha256(f["raw"]) == f["sha256"]
+
+
+def test_a_second_run_on_s3_replaces_and_never_duplicates(nights, moto_s3: S3Server, monkeypatch) -> None:  # noqa: F811
+    """The publish has no rename on S3; re-running the night must still change nothing and add nothing."""
+    s3 = _ctx(nights["s3_env"], monkeypatch)
+    monkeypatch.setenv("AIRFLOW_CONN_XFORCE_LANDING_KENT", nights["s3_env"]["AIRFLOW_CONN_XFORCE_LANDING_KENT"])
+    client = moto_s3.client()
+
+    def published() -> dict[str, object]:
+        out: dict[str, object] = {}
+        for zone in ("curated", "quarantine"):
+            for d in DATASETS:
+                for f in s3.registry.forces:
+                    rel = f"{pipeline.partition(d, NIGHT, f)}/part-0.parquet"
+                    if s3.zone(zone).exists(rel):
+                        out[f"{zone}/{rel}"] = s3.zone(zone).read_parquet(rel).sort_by("source_record").to_pylist()
+            out[f"{zone}/objects"] = sorted(k for b, k in all_objects(client) if b == f"xforce-{zone}")
+        out["raw"] = sorted(k for b, k in all_objects(client) if b == "xforce-raw")
+        out["manifests"] = [
+            _volatile_free(s3.zone("curated").read_json(f"dataset={d}/date={NIGHT}/_manifest.json")) for d in DATASETS
+        ]
+        return out
+
+    before = published()
+    run_id = run_night_plain(s3, NIGHT)
+    assert published() == before
+    again = [e["event"] for e in s3.ledger.events(NIGHT) if e["run_id"] == run_id]
+    assert again.count("redelivered_identical") == 8 and again.count("published") == 8
+    assert not [k for b, k in all_objects(client) if b == "xforce-staging"]
