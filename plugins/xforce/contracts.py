@@ -70,11 +70,23 @@ class Force:
 
 
 @dataclass(frozen=True)
+class IntakeLimits:
+    """Caps applied to every extract (``intake:`` in forces.yaml)."""
+
+    max_file_bytes: int = 8 << 30
+    max_decompressed_bytes: int = 32 << 30
+    max_compression_ratio: float = 200.0
+    max_record_bytes: int = 1 << 20
+    max_field_chars: int = 4096
+
+
+@dataclass(frozen=True)
 class Registry:
     timezone: str
     region: Region
     forces: dict[str, Force]
     contracts: dict[tuple[str, str], DatasetContract]  # (family, dataset) -> contract
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
 
     def force(self, code: str) -> Force:
         try:
@@ -152,6 +164,15 @@ def load_registry(config_dir: str) -> Registry:
                 raise ConfigError(f"force {force.code}: family {force.family!r} has no {dataset} contract")
     r = doc["region"]
     region = Region(float(r["lat_min"]), float(r["lat_max"]), float(r["lon_min"]), float(r["lon_max"]))
+    limits = doc.get("intake") or {}
+    unknown = set(limits) - set(IntakeLimits.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"forces.yaml intake: unknown limit(s) {sorted(unknown)}")
+    intake = IntakeLimits(**{k: type(getattr(IntakeLimits(), k))(v) for k, v in limits.items()})
     return Registry(
-        timezone=str(doc.get("timezone", "Europe/London")), region=region, forces=forces, contracts=contracts
+        timezone=str(doc.get("timezone", "Europe/London")),
+        region=region,
+        forces=forces,
+        contracts=contracts,
+        intake=intake,
     )

@@ -38,6 +38,14 @@ def _present_but_null(source: pa.Array, parsed: pa.Array) -> pa.Array:
 
 
 def parse_number(col: pa.Array, to: pa.DataType) -> pa.Array:
+    """Text -> number; what is not a number becomes null. Tries the fast cast first."""
+    if not pa.types.is_integer(to):
+        try:
+            fast = pc.cast(col, to)  # succeeds for the usual all-numeric column
+            if pc.all(pc.fill_null(pc.is_finite(fast), True)).as_py():
+                return fast
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # some value is not a plain number: the careful path below nulls just those
     pattern = _INTEGER if pa.types.is_integer(to) else _NUMBER
     ok = pc.fill_null(pc.match_substring_regex(col, pattern), False)
     cleaned = pc.if_else(ok, pc.utf8_trim_whitespace(col), pa.scalar(None, pa.string()))

@@ -1,7 +1,7 @@
 """Plate pseudonymisation: keyed HMAC-SHA256 of the normalised plate.
 
-Each distinct plate is hashed once per batch (dictionary encoding), so the cost follows the
-number of vehicles, not the number of reads.
+Each distinct plate is hashed once (dictionary encoding, plus a cache shared by an extract's
+batches), so the cost follows the number of vehicles, not the number of reads.
 """
 
 from __future__ import annotations
@@ -13,13 +13,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def tokenise(plates: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+def token(plate: str, key: bytes) -> str:
+    return hmac.new(key, plate.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def tokenise(plates: pa.Array | pa.ChunkedArray, key: bytes, cache: dict[str, str] | None = None) -> pa.Array:
     """Normalised plates -> hex tokens (null stays null)."""
     if isinstance(plates, pa.ChunkedArray):
         plates = plates.combine_chunks()
     encoded = pc.dictionary_encode(plates)
-    tokens = [
-        None if p is None else hmac.new(key, p.encode("utf-8"), hashlib.sha256).hexdigest()
-        for p in encoded.dictionary.to_pylist()
-    ]
+    memo: dict[str, str] = {} if cache is None else cache
+    tokens: list[str | None] = []
+    for p in encoded.dictionary.to_pylist():
+        if p is None:
+            tokens.append(None)
+            continue
+        t = memo.get(p)
+        if t is None:
+            t = memo[p] = token(p, key)
+        tokens.append(t)
     return pc.take(pa.array(tokens, pa.string()), encoded.indices)

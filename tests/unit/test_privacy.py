@@ -364,11 +364,6 @@ def test_committed_policy_files_match_the_force_registry(settings: Settings, tmp
 
 
 # ------------------------------------------------------------------------------ known leak
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers.py echoes a header-less CSV's first line, plate included, in its 'wrong header' error, "
-    "which the ledger, quarantine/_extract_error.json and the task log then carry (owner: readers, item 7)",
-)
 def test_a_header_less_extract_does_not_put_a_plate_in_the_error() -> None:
     import io
 

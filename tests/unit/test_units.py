@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
@@ -19,7 +20,7 @@ from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.errors import ConfigError, UnsafePathError
 from xforce.ledger import Ledger
 from xforce.normalise import map_codes, normalise_plate, parse_times, to_wgs84
-from xforce.pipeline import first_occurrences
+from xforce.pipeline import SeenIds
 from xforce.settings import PROJECT_ROOT
 from xforce.storage import Zone
 from xforce.tokenise import tokenise
@@ -428,12 +429,26 @@ def test_zone_sha256_matches_hashlib_across_chunks(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- first_occurrences
 def test_first_occurrences_across_batches_sharing_seen() -> None:
-    seen: set[str] = set()
-    first = first_occurrences(pa.array(["a", "b", "a", None, None], pa.string()), seen)
+    seen = SeenIds()
+    first = seen.first_occurrences(pa.array(["a", "b", "a", None, None], pa.string()))
     assert first.type == pa.bool_()
     assert first.to_pylist() == [True, True, False, True, True]  # nulls are never duplicates
-    assert seen == {"a", "b"}
-    second = first_occurrences(pa.array(["b", "c", None, "c", "d"], pa.string()), seen)
+    assert len(seen.hashes) == 2
+    second = seen.first_occurrences(pa.array(["b", "c", None, "c", "d"], pa.string()))
     assert second.to_pylist() == [False, True, True, False, True]
-    assert seen == {"a", "b", "c", "d"}
-    assert first_occurrences(pa.array([], pa.string()), seen).to_pylist() == []
+    assert len(seen.hashes) == 4 and (seen.hashes[:-1] < seen.hashes[1:]).all()  # kept sorted
+    assert seen.first_occurrences(pa.array([], pa.string())).to_pylist() == []
+    assert seen.first_occurrences(pa.array([None, None], pa.string())).to_pylist() == [True, True]
+
+
+def test_first_occurrences_over_many_batches_matches_a_set() -> None:
+    rng = np.random.default_rng(3)
+    seen, reference = SeenIds(), set()
+    for _ in range(5):
+        ids = [f"id-{v}" for v in rng.integers(0, 5000, 3000)]
+        got = seen.first_occurrences(pa.array(ids, pa.string())).to_pylist()
+        want = []
+        for i in ids:
+            want.append(i not in reference)
+            reference.add(i)
+        assert got == want
