@@ -20,14 +20,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from xforce.contracts import IntakeLimits
 from xforce.errors import ExtractError
+from xforce.privacy import redact_text
 
 if TYPE_CHECKING:
     from xforce.contracts import DatasetContract, Registry
 
 BATCH_ROWS = 256 * 1024
 KEY_SAMPLE = 1000  # JSON Lines records whose key paths are collected (ReadReport.columns)
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 48 << 20
 
 
 @dataclass
@@ -82,11 +84,30 @@ def read_extract(
     rep = report if report is not None else ReadReport(contract)
     rep.contract = contract
     if contract.format == "csv":
-        yield from _read_csv(opener, contract, rep, head.split(b"\n", 1)[0])
+        batches = _read_csv(opener, contract, rep, head.split(b"\n", 1)[0])
     elif contract.format == "jsonl":
-        yield from _read_jsonl(opener, contract, rep)
+        batches = _read_jsonl(opener, contract, rep, registry.intake)
     else:  # pragma: no cover - guarded by the contract loader's tests
         raise ExtractError(f"unsupported format {contract.format!r}")
+    for batch in batches:
+        yield SourceBatch(check_fields(batch.table, registry.intake), batch.rejects)
+
+
+def check_fields(table: pa.Table, limits: IntakeLimits) -> pa.Table:
+    """Rows with a NUL byte or an oversized field get an ``_error`` (first problem wins)."""
+    error = table.column("_error").combine_chunks()
+    for name in table.column_names:
+        if name.startswith("_"):
+            continue
+        col = table.column(name).combine_chunks()
+        for reason, mask in (
+            ("nul_byte", pc.match_substring(col, "\x00")),
+            ("oversized_field", pc.greater(pc.utf8_length(col), limits.max_field_chars)),
+        ):
+            mask = pc.fill_null(mask, False)
+            if pc.any(mask).as_py():
+                error = pc.if_else(pc.and_(mask, pc.is_null(error)), pa.scalar(reason), error)
+    return table.set_column(table.column_names.index("_error"), "_error", error)
 
 
 def _maybe_gunzip_head(head: bytes, contract: DatasetContract) -> bytes:
@@ -152,7 +173,8 @@ def _read_csv(
         if missing:
             raise ExtractError(
                 f"wrong header: missing required column(s) {', '.join(missing)}; "
-                f"got {', '.join(repr(n) for n in names)}"
+                # what was found is echoed redacted: a header-less file's "header" is a record (plates)
+                f"got {', '.join(repr(redact_text(n)) for n in names)}"
             )
         pending: list[Reject] = []
 
@@ -165,20 +187,10 @@ def _read_csv(
             )
             return "skip"
 
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_BYTES
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=contract.delimiter, invalid_row_handler=on_invalid, newlines_in_values=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.binary() for n in names},
-                include_columns=sorted(set(wanted.values())),
-                strings_can_be_null=False,
-            ),
-        )
+        try:
+            reader = _open_csv(stream, names, wanted, contract, on_invalid)
+        except (pa.ArrowInvalid, OSError) as exc:  # the first block cannot be parsed at all
+            raise ExtractError(f"unreadable CSV: {exc}".splitlines()[0][:300]) from exc
         cursor = 1
         while True:
             try:
@@ -215,6 +227,21 @@ def _read_csv(
             yield SourceBatch(_empty(contract), list(pending))
 
 
+def _open_csv(stream: Any, names: list[str], wanted: dict[str, str], contract: DatasetContract, on_invalid: Any) -> Any:
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(
+            delimiter=contract.delimiter, invalid_row_handler=on_invalid, newlines_in_values=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.binary() for n in names},
+            include_columns=sorted(set(wanted.values())),
+            strings_can_be_null=False,
+        ),
+    )
+
+
 def _parse_header(line: bytes, contract: DatasetContract) -> list[str]:
     if not line.strip():
         raise ExtractError("empty file: no header line")
@@ -237,26 +264,41 @@ class Truncated(Exception):
     """The compressed stream ended early or is corrupt after some good data."""
 
 
-def _chunks(stream: Any, gzipped: bool, size: int = 1 << 20) -> Iterator[bytes]:
-    """Raw or gunzipped chunks; everything decompressed before a truncation is still yielded."""
+def _chunks(stream: Any, gzipped: bool, limits: IntakeLimits | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+    """Raw or gunzipped chunks; everything decompressed before a truncation is still yielded.
+
+    A decompression bomb (more than ``max_decompressed_bytes``, or a ratio above
+    ``max_compression_ratio`` once past 64 MiB) stops the stream like a truncation.
+    """
     if not gzipped:
         while data := stream.read(size):
             yield bytes(data)
         return
+    limits = limits or IntakeLimits()
     d = zlib.decompressobj(wbits=31)
+    read = written = 0
     while True:
         data = bytes(stream.read(size))
         if not data:
             break
+        read += len(data)
         while data:
             try:
-                out = d.decompress(data)
+                out = d.decompress(data, size * 4)
             except zlib.error as exc:
                 raise Truncated(f"corrupt compressed data: {exc}") from exc
+            written += len(out)
+            if written > limits.max_decompressed_bytes or (
+                written > 64 << 20 and written > limits.max_compression_ratio * read
+            ):
+                raise Truncated(
+                    f"refused as a decompression bomb: {written} bytes from {read} compressed "
+                    f"(limits: {limits.max_decompressed_bytes} bytes, ratio {limits.max_compression_ratio:g})"
+                )
             if out:
                 yield out
-            data = d.unused_data if d.eof else b""
-            if d.eof and data:  # a further gzip member follows
+            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+            if d.eof and d.unused_data and not d.unconsumed_tail:  # a further gzip member follows
                 d = zlib.decompressobj(wbits=31)
     tail = d.flush()
     if tail:
@@ -265,12 +307,17 @@ def _chunks(stream: Any, gzipped: bool, size: int = 1 << 20) -> Iterator[bytes]:
         raise Truncated("compressed stream ends early (no end-of-stream marker)")
 
 
-class _LineReader:
-    """``readline`` over an iterator of chunks."""
+OVERSIZED = b"\x00oversized\x00"
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = chunks
+
+class _LineReader:
+    """``readline`` over an iterator of chunks; a line longer than ``max_line`` is skipped and
+    reported as the marker :data:`OVERSIZED` (one record)."""
+
+    def __init__(self, chunks: Iterator[bytes], max_line: int = 1 << 20) -> None:
+        self.chunks, self.max_line = chunks, max_line
         self.buf, self.pos, self.eof = b"", 0, False
+        self.skipping = False
 
     def readline(self) -> bytes:
         while True:
@@ -278,9 +325,19 @@ class _LineReader:
             if end >= 0:
                 line = self.buf[self.pos : end + 1]
                 self.pos = end + 1
+                if self.skipping:
+                    self.skipping = False
+                    return OVERSIZED
+                if len(line) > self.max_line:
+                    return OVERSIZED
                 return line
+            if len(self.buf) - self.pos > self.max_line:  # drop what we hold; remember to skip the rest
+                self.buf, self.pos, self.skipping = b"", 0, True
             if self.eof:
                 line, self.buf, self.pos = self.buf[self.pos :], b"", 0
+                if self.skipping:
+                    self.skipping = False
+                    return OVERSIZED
                 return line
             data = next(self.chunks, b"")
             self.eof = not data
@@ -320,10 +377,12 @@ def _as_text(value: Any) -> str | None:
     return text or None
 
 
-def _read_jsonl(opener: Opener, contract: DatasetContract, report: ReadReport) -> Iterator[SourceBatch]:
+def _read_jsonl(
+    opener: Opener, contract: DatasetContract, report: ReadReport, limits: IntakeLimits
+) -> Iterator[SourceBatch]:
     paths = {canon: src.split(".") for canon, src in contract.fields.items()}
     with opener() as f:
-        lines = _LineReader(_chunks(f, contract.compression == "gzip"))
+        lines = _LineReader(_chunks(f, contract.compression == "gzip", limits), limits.max_record_bytes)
         record = 0
         while True:
             columns: dict[str, list[str | None]] = {c: [] for c in paths}
@@ -349,6 +408,9 @@ def _read_jsonl(opener: Opener, contract: DatasetContract, report: ReadReport) -
                 if not line.strip():
                     continue
                 record += 1
+                if line is OVERSIZED:
+                    rejects.append(Reject(record, "oversized_record", f"longer than {limits.max_record_bytes} bytes"))
+                    continue
                 try:
                     obj = json.loads(line)
                 except UnicodeDecodeError:
