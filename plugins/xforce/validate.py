@@ -152,8 +152,17 @@ def validate(
         },
     )
     outcomes = []
-    # Results come back in suite order, which is the order of precedence for the reason.
-    for res in result.results:
+    # The suite's order is the order of precedence for the reason; GX returns results grouped by
+    # column, so put them back in suite order first.
+    rank = {
+        (e["type"], e["kwargs"].get("column"), e.get("meta", {}).get("reason")): i for i, e in enumerate(expectations)
+    }
+
+    def suite_position(res: Any) -> int:
+        cfg = res.expectation_config
+        return rank.get((cfg.type, cfg.kwargs.get("column"), (cfg.meta or {}).get("reason")), len(rank))
+
+    for res in sorted(result.results, key=suite_position):
         cfg = res.expectation_config
         meta = cfg.meta or {}
         column = str(cfg.kwargs.get("column"))

@@ -1,0 +1,87 @@
+"""GX validation on distinct values: verdicts per row, precedence in suite order, no values kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from xforce.contracts import load_registry
+from xforce.pipeline import _params
+from xforce.settings import Settings
+from xforce.validate import load_suite, validate
+
+pytestmark = pytest.mark.unit
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    base = {
+        "record_id": "norfolk:R",
+        "source_id": "R",
+        "force_code": "norfolk",
+        "source_file": "f",
+        "source_record": 1,
+        "read_at": datetime(2026, 11, 27, 12, tzinfo=UTC),
+        "camera_id": "NFK-CAM-0001",
+        "latitude": 52.6,
+        "longitude": 1.0,
+        "plate": "AB12CDE",
+        "_first_occurrence": True,
+    }
+    cols = {k: [r.get(k, v) for r in rows] for k, v in base.items()}
+    cols["source_id"] = [f"R{i}" for i in range(len(rows))]
+    cols["record_id"] = [f"norfolk:R{i}" for i in range(len(rows))]
+    return pa.table(cols).cast(
+        pa.schema(
+            [
+                ("record_id", pa.string()),
+                ("source_id", pa.string()),
+                ("force_code", pa.string()),
+                ("source_file", pa.string()),
+                ("source_record", pa.int64()),
+                ("read_at", pa.timestamp("us", tz="UTC")),
+                ("camera_id", pa.string()),
+                ("latitude", pa.float64()),
+                ("longitude", pa.float64()),
+                ("plate", pa.string()),
+                ("_first_occurrence", pa.bool_()),
+            ]
+        )
+    )
+
+
+def test_row_verdicts_follow_suite_order_and_every_row_gets_its_value_verdict() -> None:
+    settings = Settings.from_env()
+    registry = load_registry(settings.config_dir)
+    contract = registry.contract("norfolk", "anpr_reads")
+    late = datetime(2099, 1, 1, tzinfo=UTC)
+    rows = [
+        {},  # clean
+        {"plate": "XX!!9999999"},  # bad plate
+        {"read_at": late, "plate": "XX!!9999999"},  # two failures: the earlier expectation in the suite wins
+        {"latitude": 55.9},  # out of region
+        {"plate": "XX!!9999999"},  # the same bad value again: judged once, applies to both rows
+        {"_first_occurrence": False},
+        {},
+    ]
+    verdict = validate(
+        _table(rows), "anpr_reads", contract, _params(registry, contract, "2026-11-27"), settings.expectations_dir
+    )
+    suite = [e["meta"]["reason"] for e in load_suite(settings.expectations_dir, "anpr_reads")["expectations"]]
+    assert suite.index("impossible_timestamp") < suite.index("bad_plate")
+    assert list(verdict.reasons) == [
+        None,
+        "bad_plate",
+        "impossible_timestamp",
+        "out_of_region",
+        "bad_plate",
+        "duplicate_id",
+        None,
+    ]
+    assert "match_regex(plate)" in verdict.details[2] and "between(read_at)" in verdict.details[2]
+    assert np.array_equal(verdict.failed, [False, True, True, True, True, True, False])
+    plate_outcome = next(o for o in verdict.outcomes if o.reason == "bad_plate")
+    assert plate_outcome.unexpected == 3 and plate_outcome.element_count == len(rows)
+    assert "XX!!" not in repr(verdict.outcomes)  # counts only, never values
