@@ -80,11 +80,13 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown ledger columns {sorted(unknown)}")
         key = {"night": night, "force": force, "dataset": dataset}
+        lock = " FOR UPDATE" if self.engine.dialect.name == "postgresql" else ""  # SQLite locks the file
         with self.engine.begin() as conn:
             old = (
                 conn.execute(
                     sa.text(
                         "SELECT * FROM xforce_extracts WHERE night = :night AND force = :force AND dataset = :dataset"
+                        + lock
                     ),
                     key,
                 )
@@ -96,17 +98,16 @@ class Ledger:
                 row.update({c: old[c] for c in EXTRACT_COLUMNS})
             for name, value in fields.items():
                 row[name] = json.dumps(value, sort_keys=True) if name in _JSON_COLUMNS and value is not None else value
-            if old:
-                conn.execute(
-                    sa.text(
-                        "DELETE FROM xforce_extracts WHERE night = :night AND force = :force AND dataset = :dataset"
-                    ),
-                    key,
-                )
             row.update(key, updated_at=utcnow())
             cols = ", ".join(row)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in row if c not in key)
+            # one statement, safe against a concurrent writer inserting the same extract first
             conn.execute(
-                sa.text(f"INSERT INTO xforce_extracts ({cols}) VALUES ({', '.join(':' + c for c in row)})"), row
+                sa.text(
+                    f"INSERT INTO xforce_extracts ({cols}) VALUES ({', '.join(':' + c for c in row)}) "
+                    f"ON CONFLICT (night, force, dataset) DO UPDATE SET {updates}"
+                ),
+                row,
             )
 
     # ------------------------------------------------------------------ events

@@ -475,8 +475,11 @@ def publish_night(ctx: Context, night: str, run_id: str) -> dict[str, Any]:
             status = row["status"]
             if status == "validated" and row.get("run_id") == run_id and row.get("staged"):
                 staged = row["staged"]
-                curated.move_from(staging, staged["published"], part)
-                quarantine.move_from(staging, staged["quarantine"], part)
+                # A retry of a publish that died after moving a file finds it already in place.
+                if staging.exists(staged["published"]) or not curated.exists(part):
+                    curated.move_from(staging, staged["published"], part)
+                if staging.exists(staged["quarantine"]) or not quarantine.exists(part):
+                    quarantine.move_from(staging, staged["quarantine"], part)
                 quarantine.delete(f"{partition(dataset, night, force)}/_extract_error.json")
                 status = "published"
                 ctx.ledger.record(night, force, dataset, status=status, staged=None)

@@ -80,12 +80,6 @@ def test_parallel_writers_on_different_extracts_lose_nothing(db) -> None:
     assert len(ledger.events("2026-11-28")) == 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger.record reads, deletes and inserts without locking the row: two writers of the same extract "
-    "at once on PostgreSQL hit a UniqueViolation (e.g. a task and its retry after a heartbeat timeout) "
-    "(owner: ledger.py; INSERT ... ON CONFLICT or SELECT ... FOR UPDATE would do)",
-)
 def test_parallel_writers_on_one_extract_do_not_fail(db) -> None:
     ledger = Ledger(db.url, SQL_DIR)
     ledger.record("2026-11-29", "norfolk", "anpr_reads", replace=True, status="landed")

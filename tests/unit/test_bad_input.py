@@ -700,3 +700,29 @@ def test_second_full_run_of_a_night_changes_nothing(data_dir: Path, ctx: pipelin
     assert {(e["event"], e["from"]) for e in landed.values()} == {("redelivered_identical", "landing")}
     assert not list((data_dir / "staging").rglob("*.parquet")), "staged files are cleaned up"
     assert os.listdir(data_dir / "landing" / "norfolk" / "anpr_reads" / NIGHT) == ["anpr_reads.csv"]
+
+
+def test_publish_retried_after_dying_mid_move_finishes_the_night(data_dir: Path) -> None:
+    """A publish that died after moving some staged files is retried and completes, nothing lost."""
+    generate_night(
+        dt.date.fromisoformat(NIGHT),
+        data_dir / "landing",
+        anpr_reads=50,
+        forces=["norfolk", "kent"],
+        datasets=["anpr_reads"],
+    )
+    ctx = pipeline.Context.from_env()
+    run_id = "retry-test"
+    for force in ("norfolk", "kent"):
+        ref = pipeline.land_extract(ctx, NIGHT, force, "anpr_reads", run_id)
+        pipeline.process_extract(ctx, ref, run_id)
+    staged = ctx.ledger.get(NIGHT, "norfolk", "anpr_reads")["staged"]  # type: ignore[index]
+    part = f"{pipeline.partition('anpr_reads', NIGHT, 'norfolk')}/part-0.parquet"
+    ctx.zone("curated").move_from(ctx.zone("staging"), staged["published"], part)  # the first attempt's move
+    pipeline.publish_night(ctx, NIGHT, run_id)  # the retry
+    for force in ("norfolk", "kent"):
+        row = ctx.ledger.get(NIGHT, force, "anpr_reads")
+        assert row is not None and row["status"] == "published"
+        p = f"{pipeline.partition('anpr_reads', NIGHT, force)}/part-0.parquet"
+        n = ctx.zone("curated").read_parquet(p).num_rows + ctx.zone("quarantine").read_parquet(p).num_rows
+        assert n == row["rows_in"] == 50
