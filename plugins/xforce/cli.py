@@ -24,10 +24,14 @@ import sys
 import uuid
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from xforce.errors import XforceError
 from xforce.schemas import DATASETS
+
+if TYPE_CHECKING:
+    from xforce.settings import Settings
 
 
 def _night(value: str) -> str:
@@ -70,7 +74,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def prepare_airflow() -> Settings:
+    """Configure this process for Airflow on the project's settings and migrate its metadata DB."""
     from xforce.airflow_env import airflow_env
     from xforce.settings import Settings
 
@@ -80,6 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     os.environ.update(env)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+
+    prepare_airflow()
     from xforce.tasks import format_table
 
     state = run_dag_test(args.date)
@@ -115,20 +126,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     Idempotent: a night's partitions are replaced, never duplicated; a changed re-delivery in
     landing supersedes the earlier one; an emptied landing folder is reprocessed from raw.
     """
-    from xforce.airflow_env import airflow_env
-    from xforce.settings import Settings
 
     first, last = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
     if last < first:
         print(f"xforce backfill: --to {last} is before --from {first}", file=sys.stderr)
         return 2
     nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    settings = Settings.from_env()
-    ensure_dev_key(settings.data_dir)
-    env = airflow_env(settings)
-    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    os.environ.update(env)
+    settings = prepare_airflow()
     from xforce import pipeline
 
     states: list[tuple[str, str, str]] = []
