@@ -31,7 +31,7 @@ from xforce.readers import ReadReport, read_extract
 from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
 from xforce.settings import Settings, hmac_key
 from xforce.storage import Zone, safe_relpath
-from xforce.tokenise import tokenise
+from xforce.tokenise import tokenise_distinct
 from xforce.validate import validate
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
@@ -332,40 +332,82 @@ def _params(registry: Registry, contract: DatasetContract, night: str) -> dict[s
     }
 
 
-class SeenIds:
-    """The ids an extract has used so far, in bounded memory: 64-bit hashes in one sorted array.
+#: Plates whose tokens an extract keeps in memory between batches (about 200 bytes each: 20 MB).
+TOKEN_CACHE_MAX = 100_000
 
-    8 bytes an id (160 MB for 20 M reads) instead of a Python set of strings. A hash collision
-    (about 1 in 10^5 for a 20 M-row extract) would quarantine one clean row as ``duplicate_id``:
-    kept and explained, never lost.
+
+class SeenIds:
+    """The ids an extract has used so far, in bounded memory: 64-bit hashes, about 8 bytes an id.
+
+    160 MB for 20 M reads instead of a Python set of strings. A hash collision (about 1 in 10^5
+    for a 20 M-row extract) would quarantine one clean row as ``duplicate_id``: kept and
+    explained, never lost. Ids are hashed by DuckDB straight from the Arrow buffers (no Python
+    string per id). The hashes live in 256 buckets (by their top byte), each a large sorted
+    array plus a small sorted array of recent ones that is merged in when it reaches an eighth
+    of the large one: a batch costs its own size (not the extract's so far), and no step ever
+    copies more than one bucket.
     """
 
+    BUCKETS = 256
+    _EDGES = np.arange(1, BUCKETS, dtype=np.uint64) << np.uint64(56)
+
     def __init__(self) -> None:
-        self.hashes = np.empty(0, dtype=np.uint64)
+        empty = np.empty(0, dtype=np.uint64)
+        self.main = [empty] * self.BUCKETS
+        self.recent = [empty] * self.BUCKETS
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self.main) + sum(len(a) for a in self.recent)
 
     def first_occurrences(self, ids: pa.Array) -> pa.Array:
         """True for the first time an id is seen in this extract (nulls are never duplicates)."""
-        import pandas as pd
-
         valid = ids.is_valid().to_numpy(zero_copy_only=False)
         out = np.ones(len(ids), dtype=bool)
         if not valid.any():
             return pa.array(out)
-        values = ids.drop_null().to_numpy(zero_copy_only=False)
-        h = pd.util.hash_array(values, categorize=False)
-        _, first_pos = np.unique(h, return_index=True)
-        first_in_batch = np.zeros(len(h), dtype=bool)
-        first_in_batch[first_pos] = True
-        if len(self.hashes):
-            idx = np.searchsorted(self.hashes, h)
-            seen_before = self.hashes[np.minimum(idx, len(self.hashes) - 1)] == h
-        else:
-            seen_before = np.zeros(len(h), dtype=bool)
-        out[np.flatnonzero(valid)] = first_in_batch & ~seen_before
-        # two sorted runs: a stable sort merges them in linear time
-        new = np.sort(h[first_in_batch & ~seen_before])
-        self.hashes = np.sort(np.concatenate([self.hashes, new]), kind="stable")
+        h = hash64(ids.drop_null())
+        order = np.argsort(h, kind="stable")  # equal hashes keep row order: the first is the earliest
+        hs = h[order]
+        new = np.ones(len(hs), dtype=bool)
+        new[1:] = hs[1:] != hs[:-1]  # first in this batch
+        bounds = [0, *np.searchsorted(hs, self._EDGES).tolist(), len(hs)]
+        for b in range(self.BUCKETS):
+            lo, hi = bounds[b], bounds[b + 1]
+            if lo == hi:
+                continue
+            q = hs[lo:hi]
+            fresh = new[lo:hi] & ~_contains(self.main[b], q) & ~_contains(self.recent[b], q)
+            new[lo:hi] = fresh
+            if fresh.any():
+                recent = np.sort(np.concatenate([self.recent[b], q[fresh]]), kind="stable")
+                if len(recent) * 8 > len(self.main[b]):
+                    self.main[b], recent = np.sort(np.concatenate([self.main[b], recent]), kind="stable"), recent[:0]
+                self.recent[b] = recent
+        keep = np.empty(len(hs), dtype=bool)
+        keep[order] = new
+        out[np.flatnonzero(valid)] = keep
         return pa.array(out)
+
+
+def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For sorted ``queries``: which are in ``sorted_values``."""
+    if not len(sorted_values):
+        return np.zeros(len(queries), dtype=bool)
+    idx = np.searchsorted(sorted_values, queries)
+    return sorted_values[np.minimum(idx, len(sorted_values) - 1)] == queries
+
+
+@functools.lru_cache(maxsize=1)
+def _duckdb() -> Any:
+    import duckdb
+
+    return duckdb.connect(config={"threads": 2})
+
+
+def hash64(values: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each (non-null) string, computed by DuckDB on the Arrow data, in row order."""
+    rel = _duckdb().from_arrow(pa.table({"v": values}))
+    return rel.project("hash(v) AS h").to_arrow_table().column("h").to_numpy()
 
 
 @dataclass
@@ -393,7 +435,6 @@ def _process_batch(
     params: dict[str, Any],
 ) -> None:
     ctx, force, writers, reasons = state.ctx, state.force, state.writers, state.reasons
-    key_version = state.key_version
     dataset = contract.dataset
     if rejects:
         rej = pa.table(
@@ -435,27 +476,33 @@ def _process_batch(
         ]
     )
     published = good.filter(pc.invert(failed))
-    for kind, part in (("published", published), ("quarantine", quarantine)):
-        if "plate" in part.column_names:
-            part = part.append_column(TOKEN_COLUMN[dataset], tokenise(part.column("plate"), state.key, state.tokens))
-            remember_tokens(  # token->plate map, restricted zone only (xforce.privacy)
-                ctx.settings.restricted,
-                key_version,
-                part.column("plate"),
-                part.column(TOKEN_COLUMN[dataset]),
-                raw_ref=file["raw"],
-            )
-            part = part.append_column(
-                "plate_key_version",
-                pc.if_else(
-                    pc.is_valid(part.column(TOKEN_COLUMN[dataset])),
-                    pa.scalar(key_version),
-                    pa.scalar(None, pa.string()),
-                ),
-            )
-            part = part.drop_columns(["plate"])  # the clear plate never leaves this function
-        writers.write(kind, part)
-    reasons.update(quarantine.column("reason").to_pylist())
+    if "plate" in table.column_names:  # tokenised once for the batch, then split
+        published, quarantine = _pseudonymise(state, dataset, file["raw"], published, quarantine)
+    writers.write("published", published)
+    writers.write("quarantine", quarantine)
+    for item in pc.value_counts(quarantine.column("reason")).to_pylist():
+        reasons[item["values"]] += item["counts"]
+
+
+def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.Table) -> tuple[pa.Table, ...]:
+    """Replace ``plate`` by its token (and key version) in each part; the token->plate pairs go to
+    the restricted zone (xforce.privacy). The clear plate never leaves this function."""
+    column = TOKEN_COLUMN[dataset]
+    sizes = [p.num_rows for p in parts]
+    plates = pa.chunked_array([c for p in parts for c in p.column("plate").chunks], pa.string())
+    if len(state.tokens) > TOKEN_CACHE_MAX:  # bounded memory: the cache only saves HMACs
+        state.tokens.clear()
+    tokens, distinct_plates, distinct_tokens = tokenise_distinct(plates, state.key, state.tokens)
+    remember_tokens(state.ctx.settings.restricted, state.key_version, distinct_plates, distinct_tokens, raw_ref=raw_ref)
+    versions = pc.if_else(pc.is_valid(tokens), pa.scalar(state.key_version), pa.scalar(None, pa.string()))
+    out, start = [], 0
+    for part, n in zip(parts, sizes, strict=True):
+        part = part.append_column(column, tokens.slice(start, n)).append_column(
+            "plate_key_version", versions.slice(start, n)
+        )
+        out.append(part.drop_columns(["plate"]))
+        start += n
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------- publish

@@ -19,6 +19,13 @@ def token(plate: str, key: bytes) -> str:
 
 def tokenise(plates: pa.Array | pa.ChunkedArray, key: bytes, cache: dict[str, str] | None = None) -> pa.Array:
     """Normalised plates -> hex tokens (null stays null)."""
+    return tokenise_distinct(plates, key, cache)[0]
+
+
+def tokenise_distinct(
+    plates: pa.Array | pa.ChunkedArray, key: bytes, cache: dict[str, str] | None = None
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Normalised plates -> (tokens, the distinct plates, their tokens): the pairs a token map keeps."""
     if isinstance(plates, pa.ChunkedArray):
         plates = plates.combine_chunks()
     encoded = pc.dictionary_encode(plates)
@@ -32,4 +39,5 @@ def tokenise(plates: pa.Array | pa.ChunkedArray, key: bytes, cache: dict[str, st
         if t is None:
             t = memo[p] = token(p, key)
         tokens.append(t)
-    return pc.take(pa.array(tokens, pa.string()), encoded.indices)
+    distinct = pa.array(tokens, pa.string())
+    return pc.take(distinct, encoded.indices), encoded.dictionary, distinct

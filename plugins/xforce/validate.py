@@ -96,13 +96,43 @@ def load_suite(expectations_dir: str, dataset: str) -> dict[str, Any]:
 def _batch_definition() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.execution_engine import pandas_execution_engine
 
+    # GX fingerprints every in-memory batch by hashing every cell (``batch_markers``), which we
+    # never read; it cost as much as the expectations themselves. Frames are never that large
+    # here, so a zero threshold turns the fingerprint off (tests/unit/test_validate.py).
+    pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = context.data_sources.add_pandas("xforce").add_dataframe_asset("extract")
     return asset.add_batch_definition_whole_dataframe("whole")
+
+
+#: A column with fewer than 1/SPLIT_RATIO of the longest column's distinct values is judged in a
+#: shorter frame of its own (padding it to the longest would make every expectation on it cost
+#: the number of reads again) ...
+SPLIT_RATIO = 4
+#: ... unless the frame would be shorter than this: below it one more GX call costs more than it saves.
+SPLIT_MIN_ROWS = 50_000
+
+
+def _frame_groups(lengths: dict[str, int]) -> list[list[str]]:
+    """Columns grouped into frames of similar length, longest first.
+
+    An ANPR batch has one distinct ``source_id`` a read but a few hundred thousand plates and
+    times and forty cameras: one frame padded to the ids would make GX judge every expectation
+    once a read.
+    """
+    groups: list[tuple[list[str], int]] = []
+    for column in sorted(lengths, key=lambda c: -lengths[c]):
+        n = lengths[column]
+        if groups and (n * SPLIT_RATIO >= groups[-1][1] or groups[-1][1] < SPLIT_MIN_ROWS):
+            groups[-1][0].append(column)
+        else:
+            groups.append(([column], n))
+    return [g for g, _ in groups]
 
 
 def validate(
@@ -112,8 +142,9 @@ def validate(
 
     The suite's expectations are all column-map expectations: a row's verdict is a function of its
     value in that column. So Great Expectations is given each column's *distinct* values once
-    (padded to one frame) and every row takes the verdict of its value: exact, and it costs the
-    number of distinct plates, times and places instead of the number of reads.
+    (padded into frames of columns of similar length, ``_frame_groups``) and every row takes the
+    verdict of its value: exact, and it costs the number of distinct plates, times and places
+    instead of the number of reads for every expectation.
     """
     from great_expectations.core.expectation_suite import ExpectationSuite
 
@@ -135,22 +166,31 @@ def validate(
     distinct = {
         c: _distinct(table.column(c), types == {"expect_column_values_to_not_be_null"}) for c, types in columns.items()
     }
-    length = max(max(len(d.values) for d in distinct.values()), 1)
-    frame = pa.table({c: _pad(d.values, length) for c, d in distinct.items() if len(d.values)})
-    frame = frame.to_pandas()
-    suite = ExpectationSuite(name=doc["name"], expectations=expectations, meta=doc.get("meta"))
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(
-        suite,
-        expectation_parameters=params,
-        result_format={
-            # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
-            # beside them); the frame's RangeIndex is the slot number.
-            "result_format": "COMPLETE",
-            "return_unexpected_index_query": False,
-            "partial_unexpected_count": 0,
-        },
-    )
+    suite_meta = doc.get("meta")
+    results: list[Any] = []
+    for group in _frame_groups({c: len(d.values) for c, d in distinct.items()}):
+        length = max(max(len(distinct[c].values) for c in group), 1)
+        frame = pa.table({c: _pad(distinct[c].values, length) for c in group if len(distinct[c].values)})
+        if frame.num_columns == 0:  # every column of the group is empty: nothing to judge
+            continue
+        suite = ExpectationSuite(
+            name=doc["name"],
+            expectations=[e for e in expectations if e["kwargs"]["column"] in frame.column_names],
+            meta=suite_meta,
+        )
+        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        result = batch.validate(
+            suite,
+            expectation_parameters=params,
+            result_format={
+                # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
+                # beside them); the frame's RangeIndex is the slot number.
+                "result_format": "COMPLETE",
+                "return_unexpected_index_query": False,
+                "partial_unexpected_count": 0,
+            },
+        )
+        results.extend(result.results)
     outcomes = []
     # The suite's order is the order of precedence for the reason; GX returns results grouped by
     # column, so put them back in suite order first.
@@ -162,7 +202,7 @@ def validate(
         cfg = res.expectation_config
         return rank.get((cfg.type, cfg.kwargs.get("column"), (cfg.meta or {}).get("reason")), len(rank))
 
-    for res in sorted(result.results, key=suite_position):
+    for res in sorted(results, key=suite_position):
         cfg = res.expectation_config
         meta = cfg.meta or {}
         column = str(cfg.kwargs.get("column"))

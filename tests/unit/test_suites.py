@@ -222,3 +222,29 @@ def test_table_suite_each_expectation_fails_alone(dataset: str, index: int) -> N
         out = run_table_suite(str(EXPECTATIONS), dataset, metrics, cfg)
         assert all(o["success"] for o in out)
         assert [o["severity"] for o in out if o["metric"] == kw["column"]] == ["tolerated"]
+
+
+# Strings on which Python's re and RE2 used to disagree: trailing newline before $, Unicode white space.
+_TRICKY = [
+    "AB12CDE", "AB12CDE\n", "AB12 CDE", "NFK-1", "NFK 1", "NFK\t1", "NFK\x0b1", "NFK\x1c1", "NFK\x851",
+    "NFK\xa01", "NFK\u20001", "NFK\u30001", "£é-1", "x" * 80, "x" * 81, "", "E01012345", "E01012345\n",
+    "norfolk:NFK-1", "norfolk:NFK 1", "\n",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_suite_regexes_run_on_arrow_with_pythons_answers(dataset: str) -> None:
+    """Each regex gives RE2 (pandas' Arrow path) the same answers as Python's re, and avoids the
+    constructs (\\s \\d \\w \\b $) that send pandas back to Python's re value by value."""
+    import re
+
+    import pyarrow.compute as pc
+
+    doc = json.loads((PROJECT_ROOT / "expectations" / f"{dataset}.json").read_text(encoding="utf-8"))
+    regexes = [e["kwargs"]["regex"] for e in doc["expectations"] if "regex" in e["kwargs"]]
+    assert regexes
+    for regex in regexes:
+        assert not re.search(r"\\[sdwbSDWB]|\$", regex), regex
+        python = [re.search(regex, s) is not None for s in _TRICKY]
+        re2 = pc.match_substring_regex(pa.array(_TRICKY), regex.replace("\\Z", "\\z")).to_pylist()
+        assert python == re2, regex

@@ -433,10 +433,11 @@ def test_first_occurrences_across_batches_sharing_seen() -> None:
     first = seen.first_occurrences(pa.array(["a", "b", "a", None, None], pa.string()))
     assert first.type == pa.bool_()
     assert first.to_pylist() == [True, True, False, True, True]  # nulls are never duplicates
-    assert len(seen.hashes) == 2
+    assert len(seen) == 2
     second = seen.first_occurrences(pa.array(["b", "c", None, "c", "d"], pa.string()))
     assert second.to_pylist() == [False, True, True, False, True]
-    assert len(seen.hashes) == 4 and (seen.hashes[:-1] < seen.hashes[1:]).all()  # kept sorted
+    assert len(seen) == 4
+    assert all((a[:-1] < a[1:]).all() for a in [*seen.main, *seen.recent])  # each run kept sorted
     assert seen.first_occurrences(pa.array([], pa.string())).to_pylist() == []
     assert seen.first_occurrences(pa.array([None, None], pa.string())).to_pylist() == [True, True]
 
@@ -452,3 +453,18 @@ def test_first_occurrences_over_many_batches_matches_a_set() -> None:
             want.append(i not in reference)
             reference.add(i)
         assert got == want
+
+
+def test_first_occurrences_keeps_row_order_in_large_batches() -> None:
+    # DuckDB hashes the ids on several threads; a batch larger than its row groups (122,880 rows)
+    # must come back in row order, or the wrong copy of a re-sent id would be kept.
+    rng = np.random.default_rng(7)
+    ids = [f"NFK-{v:09d}" for v in rng.integers(0, 300_000, 400_000)]
+    got = np.asarray(SeenIds().first_occurrences(pa.array(ids, pa.string())).to_pylist())
+    reference: set[str] = set()
+    want = []
+    for i in ids:
+        want.append(i not in reference)
+        reference.add(i)
+    assert got.sum() == len(reference)
+    assert got.tolist() == want

@@ -85,3 +85,42 @@ def test_row_verdicts_follow_suite_order_and_every_row_gets_its_value_verdict() 
     plate_outcome = next(o for o in verdict.outcomes if o.reason == "bad_plate")
     assert plate_outcome.unexpected == 3 and plate_outcome.element_count == len(rows)
     assert "XX!!" not in repr(verdict.outcomes)  # counts only, never values
+
+
+def test_frames_of_similar_length_give_the_same_verdicts_as_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splitting the columns into frames (ids alone, the rest shorter) changes no verdict."""
+    from xforce import validate as validate_module
+
+    settings = Settings.from_env()
+    registry = load_registry(settings.config_dir)
+    contract = registry.contract("norfolk", "anpr_reads")
+    rng = np.random.default_rng(11)
+    bad = [{"plate": "XX!!9999999"}, {"latitude": 55.9}, {"_first_occurrence": False}, {"camera_id": "CAM 1"}]
+    rows = [bad[i % 4] if i % 7 == 0 else {"plate": f"AB{rng.integers(10, 13)}CDE"} for i in range(600)]
+    table = _table(rows)
+    params = _params(registry, contract, "2026-11-27")
+    lengths = {c: len(table.column(c).unique()) for c in ("source_id", "plate", "camera_id")}
+    groups = validate_module._frame_groups(lengths)
+    monkeypatch.setattr(validate_module, "SPLIT_MIN_ROWS", 10**9)
+    one = validate(table, "anpr_reads", contract, params, settings.expectations_dir)
+    monkeypatch.setattr(validate_module, "SPLIT_MIN_ROWS", 1)
+    split_groups = validate_module._frame_groups(lengths)
+    many = validate(table, "anpr_reads", contract, params, settings.expectations_dir)
+    assert len(groups) == 1 and len(split_groups) == 2  # the monkeypatch really changes the grouping
+    assert list(many.reasons) == list(one.reasons)
+    assert list(many.details) == list(one.details)
+    assert [(o.type, o.column, o.unexpected) for o in many.outcomes] == [
+        (o.type, o.column, o.unexpected) for o in one.outcomes
+    ]
+    assert {r for r in one.reasons if r} == {"bad_plate", "out_of_region", "duplicate_id", "bad_id"}
+
+
+def test_gx_batch_fingerprint_is_off() -> None:
+    """GX hashed every cell of every frame for a fingerprint nobody reads; validate() turns it off."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    from xforce.validate import _batch_definition
+
+    _batch_definition()
+    frame = pa.table({"x": ["a", "b"]}).to_pandas()
+    assert not frame.memory_usage().sum() < pandas_execution_engine.HASH_THRESHOLD
