@@ -31,7 +31,7 @@ from xforce.readers import ReadReport, read_extract
 from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
 from xforce.settings import Settings, hmac_key
 from xforce.storage import Zone, safe_relpath
-from xforce.tokenise import tokenise_distinct
+from xforce.tokenise import PlateTokens
 from xforce.validate import validate
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
@@ -269,6 +269,7 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
     try:
         for f in ref["files"]:
             report = state.quality.track(ReadReport(contract))
+            state.plates = PlateTokens(state.key)  # a file's token map is filed under its raw copy
             try:
                 for batch in read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report):
                     rows_in += batch.table.num_rows + len(batch.rejects)
@@ -276,6 +277,8 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
                     _process_batch(state, batch.table, batch.rejects, report.contract, f, params)
             except ExtractError as exc:
                 errors.append(f"{f['name']}: {exc}")
+            finally:
+                _remember(state, f["raw"])  # every token written so far can be re-identified
             if report.warning:
                 warnings.append(f"{f['name']}: {report.warning}")
     finally:
@@ -330,10 +333,6 @@ def _params(registry: Registry, contract: DatasetContract, night: str) -> dict[s
         "lon_min": r.lon_min,
         "lon_max": r.lon_max,
     }
-
-
-#: Plates whose tokens an extract keeps in memory between batches (about 200 bytes each: 20 MB).
-TOKEN_CACHE_MAX = 100_000
 
 
 class SeenIds:
@@ -420,7 +419,7 @@ class _ExtractState:
     key_version: str
     key: bytes
     seen: SeenIds = field(default_factory=SeenIds)
-    tokens: dict[str, str] = field(default_factory=dict)
+    plates: PlateTokens = field(init=False)
     incidents: pa.Array | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     quality: ExtractTally = field(default_factory=ExtractTally)  # outcomes, columns, row ids (xforce.quality)
@@ -485,15 +484,14 @@ def _process_batch(
 
 
 def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.Table) -> tuple[pa.Table, ...]:
-    """Replace ``plate`` by its token (and key version) in each part; the token->plate pairs go to
-    the restricted zone (xforce.privacy). The clear plate never leaves this function."""
+    """Replace ``plate`` by its token (and key version) in each part. The clear plate never leaves
+    this function but into the restricted token map (``_remember``)."""
     column = TOKEN_COLUMN[dataset]
     sizes = [p.num_rows for p in parts]
     plates = pa.chunked_array([c for p in parts for c in p.column("plate").chunks], pa.string())
-    if len(state.tokens) > TOKEN_CACHE_MAX:  # bounded memory: the cache only saves HMACs
-        state.tokens.clear()
-    tokens, distinct_plates, distinct_tokens = tokenise_distinct(plates, state.key, state.tokens)
-    remember_tokens(state.ctx.settings.restricted, state.key_version, distinct_plates, distinct_tokens, raw_ref=raw_ref)
+    tokens = state.plates.tokenise(plates)
+    if state.plates.full:  # bounded memory: write the pairs out and start again
+        _remember(state, raw_ref)
     versions = pc.if_else(pc.is_valid(tokens), pa.scalar(state.key_version), pa.scalar(None, pa.string()))
     out, start = [], 0
     for part, n in zip(parts, sizes, strict=True):
@@ -503,6 +501,13 @@ def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.T
         out.append(part.drop_columns(["plate"]))
         start += n
     return tuple(out)
+
+
+def _remember(state: _ExtractState, raw_ref: str) -> None:
+    """File the token->plate pairs tokenised so far in the restricted zone (xforce.privacy)."""
+    plates, tokens = state.plates.take_pairs()
+    if len(plates):
+        remember_tokens(state.ctx.settings.restricted, state.key_version, plates, tokens, raw_ref=raw_ref)
 
 
 # ---------------------------------------------------------------------------------- publish
