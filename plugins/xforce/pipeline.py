@@ -23,6 +23,7 @@ import pyarrow.dataset as pads
 from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.docs_site import render_night
 from xforce.errors import ExtractError, UnsafePathError
+from xforce.hashing import hash64, lookup_sorted
 from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
 from xforce.privacy import remember_tokens
@@ -375,7 +376,7 @@ class SeenIds:
             if lo == hi:
                 continue
             q = hs[lo:hi]
-            fresh = new[lo:hi] & ~_contains(self.main[b], q) & ~_contains(self.recent[b], q)
+            fresh = new[lo:hi] & (lookup_sorted(q, self.main[b]) < 0) & (lookup_sorted(q, self.recent[b]) < 0)
             new[lo:hi] = fresh
             if fresh.any():
                 recent = np.sort(np.concatenate([self.recent[b], q[fresh]]), kind="stable")
@@ -386,27 +387,6 @@ class SeenIds:
         keep[order] = new
         out[np.flatnonzero(valid)] = keep
         return pa.array(out)
-
-
-def _contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """For sorted ``queries``: which are in ``sorted_values``."""
-    if not len(sorted_values):
-        return np.zeros(len(queries), dtype=bool)
-    idx = np.searchsorted(sorted_values, queries)
-    return sorted_values[np.minimum(idx, len(sorted_values) - 1)] == queries
-
-
-@functools.lru_cache(maxsize=1)
-def _duckdb() -> Any:
-    import duckdb
-
-    return duckdb.connect(config={"threads": 2})
-
-
-def hash64(values: pa.Array) -> np.ndarray:
-    """A 64-bit hash of each (non-null) string, computed by DuckDB on the Arrow data, in row order."""
-    rel = _duckdb().from_arrow(pa.table({"v": values}))
-    return rel.project("hash(v) AS h").to_arrow_table().column("h").to_numpy()
 
 
 @dataclass

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -89,6 +90,13 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+def _digest_of_values(strings: pa.Array) -> str:
+    """sha256 of the values joined (as ``"".join(values)``), read straight from the Arrow buffers."""
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    data = memoryview(strings.buffers()[2] or b"")[int(offsets[0]) : int(offsets[-1])]
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def write_map(
     restricted: Zone | str,
     key_version: str,
@@ -112,11 +120,11 @@ def write_map(
         {
             "token": pairs.column("token"),
             "plate": pairs.column("plate"),
-            "key_version": pa.array([key_version] * pairs.num_rows, pa.string()),
+            "key_version": pa.repeat(pa.scalar(key_version, pa.string()), pairs.num_rows),
         },
         schema=MAP_SCHEMA,
     )
-    digest = hashlib.sha256("".join(table.column("token").to_pylist()).encode()).hexdigest()[:16]
+    digest = _digest_of_values(table.column("token").combine_chunks())
     name = f"{tag[:16] or 'map'}-{digest}.parquet"
     rel = f"{map_dir(key_version, dataset, night, force)}/{safe_relpath(name)}"
     if not zone.exists(rel):

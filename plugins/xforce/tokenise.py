@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xforce.hashing import hash64, lookup_sorted
+
 DIGEST = pa.binary(32)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
@@ -60,32 +62,67 @@ def to_hex(digests: pa.Array) -> pa.Array:
 class PlateTokens:
     """The distinct plates of an extract so far and their HMAC digests, in Arrow arrays.
 
-    ``limit`` bounds memory: past it, ``take_pairs`` should be written out (the pipeline does) and
-    the cache starts again; a plate seen again is then simply hashed again.
+    Found again by their 64-bit hash (``xforce.hashing``) in sorted arrays, a large run plus a
+    small recent one merged in when it reaches an eighth of it, so a batch costs its own size;
+    a hash match is confirmed on the plate itself, so a collision costs one more HMAC, never a
+    wrong token. ``limit`` bounds memory: past it, ``take_pairs`` should be written out (the
+    pipeline does) and the cache starts again.
     """
 
     def __init__(self, key: bytes, limit: int = 4_000_000) -> None:
         self.key, self.limit = key, limit
+        self._reset()
+
+    def _reset(self) -> None:
         self.plates = pa.array([], pa.string())
         self.digests = pa.array([], DIGEST)
+        empty_h, empty_p = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+        self._main, self._recent = (empty_h, empty_p), (empty_h, empty_p)
 
     def __len__(self) -> int:
         return len(self.plates)
+
+    def _find(self, hashes: np.ndarray) -> np.ndarray:
+        pos = np.full(len(hashes), -1, dtype=np.int64)
+        for keys, payload in (self._main, self._recent):
+            at = lookup_sorted(hashes, keys)
+            pos = np.where(at >= 0, payload[np.maximum(at, 0)] if len(payload) else -1, pos)
+        return pos
+
+    def _add(self, hashes: np.ndarray, positions: np.ndarray) -> None:
+        keys = np.concatenate([self._recent[0], hashes])
+        order = np.argsort(keys, kind="stable")
+        self._recent = keys[order], np.concatenate([self._recent[1], positions])[order]
+        if len(self._recent[0]) * 8 > len(self._main[0]):
+            keys = np.concatenate([self._main[0], self._recent[0]])
+            order = np.argsort(keys, kind="stable")
+            self._main = keys[order], np.concatenate([self._main[1], self._recent[1]])[order]
+            self._recent = self._recent[0][:0], self._recent[1][:0]
 
     def tokenise(self, plates: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Normalised plates -> hex tokens (null stays null); new plates are remembered."""
         if isinstance(plates, pa.ChunkedArray):
             plates = plates.combine_chunks()
         encoded = pc.dictionary_encode(plates)
-        distinct = encoded.dictionary
-        known = pc.index_in(distinct, value_set=self.plates)
-        missing = pc.is_null(known)
-        fresh = distinct.filter(missing)
+        distinct = encoded.dictionary  # no null in it
+        hashes = hash64(distinct)
+        order = np.argsort(hashes, kind="stable")
+        pos = np.empty(len(distinct), dtype=np.int64)
+        pos[order] = self._find(hashes[order])
+        if len(self.plates):  # confirm each hash match on the plate itself
+            found = np.flatnonzero(pos >= 0)
+            same = pc.equal(pc.take(self.plates, pa.array(pos[found])), distinct.take(pa.array(found)))
+            pos[found[~same.to_numpy(zero_copy_only=False)]] = -1
+        missing = pos < 0
+        fresh = distinct.filter(pa.array(missing))
         fresh_digests = _digests(fresh, self.key)
+        known = pa.array(np.where(missing, 0, pos), mask=missing)
+        digests = pc.replace_with_mask(pc.take(self.digests, known), pa.array(missing), fresh_digests)
         if len(fresh):
+            start = len(self.plates)
             self.plates = pa.concat_arrays([self.plates, fresh])
             self.digests = pa.concat_arrays([self.digests, fresh_digests])
-        digests = pc.replace_with_mask(pc.take(self.digests, known), missing, fresh_digests)
+            self._add(hashes[missing], np.arange(start, start + len(fresh), dtype=np.int64))
         return pc.take(to_hex(digests), encoded.indices)
 
     @property
@@ -95,5 +132,5 @@ class PlateTokens:
     def take_pairs(self) -> tuple[pa.Array, pa.Array]:
         """(plates, hex tokens) remembered so far; the cache is emptied."""
         pairs = self.plates, to_hex(self.digests)
-        self.plates, self.digests = self.plates[:0], self.digests[:0]
+        self._reset()
         return pairs
