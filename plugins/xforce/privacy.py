@@ -2,8 +2,8 @@
 and free-text minimisation.
 
 The token->plate map is the only place outside the raw and landing zones where a clear plate is
-stored. It lives in the *restricted* zone (``XFORCE_RESTRICTED_URI``), one small Parquet file per
-extract batch, partitioned like the data it belongs to so that retention removes it together
+stored. It lives in the *restricted* zone (``XFORCE_RESTRICTED_URI``), one Parquet file per
+extract file (more only past the 4 M-plate cache limit), partitioned like the data it belongs to so that retention removes it together
 with the partition::
 
     <restricted>/token_map/key_version=<v>/dataset=<d>/date=<night>/force=<f>/<raw sha16>-<tokens sha16>.parquet
@@ -107,7 +107,7 @@ def write_map(
     tokens: pa.Array | pa.ChunkedArray,
     tag: str = "",
 ) -> str | None:
-    """Store the distinct (token, plate) pairs of one batch; returns the file written (None if no plates)."""
+    """Store the distinct (token, plate) pairs given; returns the file written (None if no plates)."""
     zone = _zone(restricted)
     pairs = pa.table({"token": tokens, "plate": plates})
     pairs = pairs.filter(pc.and_(pc.is_valid(pairs.column("token")), pc.is_valid(pairs.column("plate"))))
@@ -140,7 +140,7 @@ def remember_tokens(
     *,
     raw_ref: str,
 ) -> str | None:
-    """Record the token->plate pairs of a batch read from the raw file ``raw_ref`` (the pipeline's hook).
+    """Record the token->plate pairs of plates read from the raw file ``raw_ref`` (the pipeline's hook).
 
     The partition (force, dataset, night) comes from the raw-zone path, so the map is filed
     beside the data it explains and expires with it.
