@@ -2,8 +2,8 @@
 and free-text minimisation.
 
 The token->plate map is the only place outside the raw and landing zones where a clear plate is
-stored. It lives in the *restricted* zone (``XFORCE_RESTRICTED_URI``), one Parquet file per
-extract file (more only past the 4 M-plate cache limit), partitioned like the data it belongs to so that retention removes it together
+stored. It lives in the *restricted* zone (``XFORCE_RESTRICTED_URI``), a few Parquet files per
+extract file, partitioned like the data it belongs to so that retention removes it together
 with the partition::
 
     <restricted>/token_map/key_version=<v>/dataset=<d>/date=<night>/force=<f>/<raw sha16>-<tokens sha16>.parquet
