@@ -438,8 +438,10 @@ def _process_batch(
             "_incident_known", pc.is_in(table.column("incident_record_id"), value_set=state.incidents)
         )
     parse_failed = pc.is_valid(table.column("_error"))
-    bad_early = table.filter(parse_failed)
-    good = table.filter(pc.invert(parse_failed))
+    if table.column("_error").null_count == table.num_rows:  # nothing failed to parse: no copies
+        bad_early, good = table.slice(0, 0), table
+    else:
+        bad_early, good = table.filter(parse_failed), table.filter(pc.invert(parse_failed))
     verdict = validate(good.drop_columns(["_error"]), dataset, contract, params, ctx.settings.expectations_dir)
     state.quality.add_batch(source, table, verdict)
     failed_np = verdict.failed
@@ -463,6 +465,10 @@ def _process_batch(
         reasons[item["values"]] += item["counts"]
 
 
+#: New plates after which their token map is written out (bounds the map writer's memory).
+MAP_FLUSH_PLATES = 500_000
+
+
 def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.Table) -> tuple[pa.Table, ...]:
     """Replace ``plate`` by its token (and key version) in each part. The clear plate never leaves
     this function but into the restricted token map (``_remember``)."""
@@ -470,7 +476,7 @@ def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.T
     sizes = [p.num_rows for p in parts]
     plates = pa.chunked_array([c for p in parts for c in p.column("plate").chunks], pa.string())
     tokens = state.plates.tokenise(plates)
-    if state.plates.full:  # bounded memory: write the pairs out and start again
+    if state.plates.pending >= MAP_FLUSH_PLATES or state.plates.full:  # bounded memory
         _remember(state, raw_ref)
     versions = pc.if_else(pc.is_valid(tokens), pa.scalar(state.key_version), pa.scalar(None, pa.string()))
     out, start = [], 0
@@ -485,7 +491,7 @@ def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.T
 
 def _remember(state: _ExtractState, raw_ref: str) -> None:
     """File the token->plate pairs tokenised so far in the restricted zone (xforce.privacy)."""
-    plates, tokens = state.plates.take_pairs()
+    plates, tokens = state.plates.take_new_pairs()
     if len(plates):
         remember_tokens(state.ctx.settings.restricted, state.key_version, plates, tokens, raw_ref=raw_ref)
 

@@ -65,8 +65,9 @@ class PlateTokens:
     Found again by their 64-bit hash (``xforce.hashing``) in sorted arrays, a large run plus a
     small recent one merged in when it reaches an eighth of it, so a batch costs its own size;
     a hash match is confirmed on the plate itself, so a collision costs one more HMAC, never a
-    wrong token. ``limit`` bounds memory: past it, ``take_pairs`` should be written out (the
-    pipeline does) and the cache starts again.
+    wrong token. ``take_new_pairs`` hands out the pairs added since it was last called (the
+    pipeline writes them to the token map every ``MAP_FLUSH_PLATES`` new plates and at the end of
+    a file); ``limit`` bounds memory: once that many plates are held, the cache starts again.
     """
 
     def __init__(self, key: bytes, limit: int = 4_000_000) -> None:
@@ -74,6 +75,7 @@ class PlateTokens:
         self._reset()
 
     def _reset(self) -> None:
+        self.taken = 0  # plates already handed out by take_new_pairs
         self.plates = pa.array([], pa.string())
         self.digests = pa.array([], DIGEST)
         empty_h, empty_p = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
@@ -129,8 +131,15 @@ class PlateTokens:
     def full(self) -> bool:
         return len(self.plates) >= self.limit
 
-    def take_pairs(self) -> tuple[pa.Array, pa.Array]:
-        """(plates, hex tokens) remembered so far; the cache is emptied."""
-        pairs = self.plates, to_hex(self.digests)
-        self._reset()
+    @property
+    def pending(self) -> int:
+        """Plates tokenised but not yet handed out by ``take_new_pairs``."""
+        return len(self.plates) - self.taken
+
+    def take_new_pairs(self) -> tuple[pa.Array, pa.Array]:
+        """(plates, hex tokens) tokenised since the last call; the cache keeps them (unless full)."""
+        pairs = self.plates[self.taken :], to_hex(self.digests[self.taken :])
+        self.taken = len(self.plates)
+        if self.full:
+            self._reset()
         return pairs

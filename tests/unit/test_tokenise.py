@@ -28,19 +28,25 @@ def test_tokens_are_hmac_sha256_hex_with_nulls_kept() -> None:
 
 def test_cache_across_batches_and_past_its_limit_gives_the_same_tokens() -> None:
     rng = np.random.default_rng(5)
-    cache = PlateTokens(KEY, limit=50)
-    pairs: dict[str, str] = {}
-    for _ in range(6):
-        plates = [None if v == 0 else f"P{v}" for v in rng.integers(0, 80, 300)]
+    cache = PlateTokens(KEY, limit=100)
+    handed: dict[str, str] = {}  # pairs handed out since the cache last started again
+    fulls = 0
+    for top in (40, 60, 60, 200, 60, 60):
+        plates = [None if v == 0 else f"P{v}" for v in rng.integers(0, top, 300)]
         got = cache.tokenise(pa.chunked_array([pa.array(plates[:100]), pa.array(plates[100:])]))
         assert got.to_pylist() == _reference(plates)
-        if cache.full:
-            p, t = cache.take_pairs()
-            pairs.update(zip(p.to_pylist(), t.to_pylist(), strict=True))
-            assert len(cache) == 0
-    p, t = cache.take_pairs()
-    pairs.update(zip(p.to_pylist(), t.to_pylist(), strict=True))
-    assert pairs and all(_reference([k])[0] == v for k, v in pairs.items())  # what the token map keeps
+        held, full = len(cache), cache.full
+        p, t = cache.take_new_pairs()
+        new = dict(zip(p.to_pylist(), t.to_pylist(), strict=True))
+        assert not set(new) & set(handed)  # only the plates not handed out before
+        assert all(_reference([k])[0] == v for k, v in new.items())  # what the token map keeps
+        handed.update(new)
+        assert set(handed) == {x for x in plates if x} | (set(handed) - set(plates))
+        assert len(cache) == (0 if full else held)  # kept for the next batch unless over the limit
+        if full:
+            fulls += 1
+            handed.clear()  # a fresh cache hands its plates out again
+    assert fulls >= 1 and cache.take_new_pairs()[0].to_pylist() == []
 
 
 def test_to_hex_on_slices_with_nulls() -> None:
