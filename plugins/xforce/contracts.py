@@ -138,14 +138,20 @@ def _contract(family: str, dataset: str, doc: dict[str, Any], spec: dict[str, An
     )
 
 
+def read_yaml(path: Path, what: str = "") -> dict[str, Any]:
+    """One configuration file as a mapping (empty file: ``{}``); unreadable -> ``ConfigError``."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what + ' ' if what else ''}{path}: {exc}") from exc
+    return dict(doc)
+
+
 @functools.lru_cache(maxsize=8)
 def load_registry(config_dir: str) -> Registry:
     """Read ``forces.yaml`` and every contract under ``contracts/``, checking them as it goes."""
     root = Path(config_dir)
-    try:
-        doc = yaml.safe_load((root / "forces.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read force registry {root / 'forces.yaml'}: {exc}") from exc
+    doc = read_yaml(root / "forces.yaml", "force registry")
     contracts: dict[tuple[str, str], DatasetContract] = {}
     for path in sorted((root / "contracts").glob("*.yaml")):
         cdoc = yaml.safe_load(path.read_text(encoding="utf-8"))

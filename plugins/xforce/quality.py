@@ -38,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-import yaml
 
+from xforce.contracts import read_yaml
 from xforce.errors import ConfigError
 from xforce.schemas import TIME_COLUMN
 
@@ -110,10 +110,7 @@ def _hhmm(text: str) -> time:
 def load_config(config_dir: str) -> QualityConfig:
     """Read and check ``config/quality.yaml``."""
     path = Path(config_dir) / "quality.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    doc = read_yaml(path)
     drift_doc = doc.get("schema_drift") or {}
     drift = {k: str(drift_doc.get(k, "quarantine" if k.endswith("required") else "warn")) for k in DRIFT_POLICIES}
     for k, v in drift.items():

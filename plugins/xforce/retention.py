@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
+from xforce.contracts import read_yaml
 from xforce.errors import ConfigError
 from xforce.privacy import TOKEN_MAP
 from xforce.schemas import DATASETS
@@ -73,10 +72,7 @@ class Policy:
 def load_policy(config_dir: str) -> Policy:
     """Read and check ``retention.yaml``."""
     path = Path(config_dir) / "retention.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read retention rules {path}: {exc}") from exc
+    doc = read_yaml(path, "retention rules")
     zones = tuple(doc.get("zones") or ZONES)
     bad = [z for z in zones if z not in ZONES]
     if bad:

@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
+from xforce.contracts import read_yaml
 from xforce.errors import ConfigError
 from xforce.schemas import DATASETS
 from xforce.storage import Zone, safe_relpath
@@ -73,10 +72,7 @@ class SqlSource:
 def load_sources(config_dir: str, sql_dir: str) -> dict[tuple[str, str], SqlSource]:
     """Every ``source:`` block of ``forces.yaml``, checked (force, dataset, Connection id, query file)."""
     path = Path(config_dir) / "forces.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read force registry {path}: {exc}") from exc
+    doc = read_yaml(path, "force registry")
     out: dict[tuple[str, str], SqlSource] = {}
     for force, entry in (doc.get("forces") or {}).items():
         for dataset, spec in ((entry or {}).get("source") or {}).items():
