@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
 from xforce.privacy import remember_tokens
 from xforce.quality import ExtractTally, after_extract
-from xforce.readers import ReadReport, read_extract
+from xforce.readers import ReadReport, prefetched, read_extract
 from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
 from xforce.settings import Settings, hmac_key
 from xforce.storage import Zone, safe_relpath
@@ -227,8 +228,17 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+#: Batches handed to the writer thread and not yet written (bounds the memory it holds).
+MAX_PENDING_WRITES = 2
+
+
 class _Writers:
-    """The staged published and quarantine Parquet files of one extract."""
+    """The staged published and quarantine Parquet files of one extract.
+
+    Written by one background thread: Parquet encoding and compression run without the GIL, so
+    they overlap the next batch's validation on the other core. ``close`` waits for every write
+    and raises the first that failed.
+    """
 
     def __init__(self, staging: Zone, key: str, dataset: str, night: str, force: str) -> None:
         self.staging, self.dataset = staging, dataset
@@ -240,15 +250,27 @@ class _Writers:
         self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
         self.writers = {k: staging.parquet_writer(p, self.schemas[k]) for k, p in self.paths.items()}
         self.counts: Counter[str] = Counter()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xforce-writer")
+        self._pending: deque[Future[None]] = deque()
 
     def write(self, kind: str, table: pa.Table) -> None:
         if table.num_rows:
-            self.writers[kind].write_table(_conform(table, self.schemas[kind]))
             self.counts[kind] += table.num_rows
+            self._pending.append(self._thread.submit(self._write, kind, table))
+            while len(self._pending) > MAX_PENDING_WRITES:
+                self._pending.popleft().result()
+
+    def _write(self, kind: str, table: pa.Table) -> None:
+        self.writers[kind].write_table(_conform(table, self.schemas[kind]))
 
     def close(self) -> None:
-        for w in self.writers.values():
-            w.close()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._thread.shutdown(wait=True)
+            for w in self.writers.values():
+                w.close()
 
 
 def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -272,7 +294,8 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
             report = state.quality.track(ReadReport(contract))
             state.plates = PlateTokens(state.key)  # a file's token map is filed under its raw copy
             try:
-                for batch in read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report):
+                batches = read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report)
+                for batch in prefetched(batches):
                     rows_in += batch.table.num_rows + len(batch.rejects)
                     params = _params(ctx.registry, report.contract, night)
                     _process_batch(state, batch.table, batch.rejects, report.contract, f, params)

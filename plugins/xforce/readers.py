@@ -10,6 +10,8 @@ as ``rejects``. Nothing is dropped: every record of the file is either a table r
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +97,53 @@ def read_extract(
         raise ExtractError(f"unsupported format {contract.format!r}")
     for batch in _coalesce(batches, BATCH_ROWS):
         yield SourceBatch(check_fields(batch.table, registry.intake), batch.rejects)
+
+
+def prefetched(batches: Iterator[SourceBatch], depth: int = 1) -> Iterator[SourceBatch]:
+    """``batches``, read ``depth`` ahead by a background thread.
+
+    Arrow parses CSV without the GIL, so the next batch is read while this one is validated on
+    the other core. An exception of the reader reaches the caller where it happened, after the
+    batches before it; a caller that stops early stops the thread and closes the reader.
+    """
+    items: queue.Queue[tuple[SourceBatch | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[SourceBatch | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    return
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            put((None, exc))
+            return
+        put((None, None))  # the end
+
+    thread = threading.Thread(target=run, name="xforce-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, exc = items.get()
+            if exc is not None:
+                raise exc
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _coalesce(batches: Iterator[SourceBatch], rows: int) -> Iterator[SourceBatch]:

@@ -9,6 +9,7 @@ a warning. Results keep counts and row positions only: GX puts the failing *valu
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 from dataclasses import dataclass, field
@@ -56,12 +57,19 @@ class Verdict:
 class _Distinct:
     """One column reduced to its distinct values; ``codes`` maps every row to its value."""
 
-    values: pa.Array  # distinct values, the null (if any) last
+    values: pa.Array  # distinct values, the null (if any) last; for UNIQUE columns the column itself
     codes: np.ndarray  # per row: index into values
 
 
-def _distinct(column: pa.ChunkedArray | pa.Array, null_only: bool) -> _Distinct:
+#: Columns whose values are expected to be unique (one per row): judged row by row, since reducing
+#: them to distinct values would cost a hash table of every row and save nothing.
+UNIQUE = frozenset({"source_id"})
+
+
+def _distinct(column: pa.ChunkedArray | pa.Array, null_only: bool, unique: bool = False) -> _Distinct:
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if unique and not null_only:
+        return _Distinct(col, np.arange(len(col), dtype=np.int64))
     isnull = col.is_null().to_numpy(zero_copy_only=False)
     if null_only:  # only nullness is judged: one non-null representative stands for all
         first = int(np.argmin(isnull)) if not isnull.all() else None
@@ -107,7 +115,12 @@ def _batch_definition() -> Any:
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = context.data_sources.add_pandas("xforce").add_dataframe_asset("extract")
-    return asset.add_batch_definition_whole_dataframe("whole")
+    definition = asset.add_batch_definition_whole_dataframe("whole")
+    # GX's objects live as long as the process: frozen, they are no longer walked by every garbage
+    # collection (the validation loop below collects after each batch).
+    gc.collect()
+    gc.freeze()
+    return definition
 
 
 #: A column with fewer than 1/SPLIT_RATIO of the longest column's distinct values is judged in a
@@ -133,6 +146,23 @@ def _frame_groups(lengths: dict[str, int]) -> list[list[str]]:
         else:
             groups.append(([column], n))
     return [g for g, _ in groups]
+
+
+def _run_suite(frame: pa.Table, suite: Any, params: dict[str, Any]) -> list[Any]:
+    """GX validates ``frame`` with ``suite``: its expectation results."""
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+    result = batch.validate(
+        suite,
+        expectation_parameters=params,
+        result_format={
+            # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
+            # beside them); the frame's RangeIndex is the slot number.
+            "result_format": "COMPLETE",
+            "return_unexpected_index_query": False,
+            "partial_unexpected_count": 0,
+        },
+    )
+    return list(result.results)
 
 
 def validate(
@@ -164,7 +194,8 @@ def validate(
     for e in expectations:
         columns.setdefault(e["kwargs"]["column"], set()).add(e["type"])
     distinct = {
-        c: _distinct(table.column(c), types == {"expect_column_values_to_not_be_null"}) for c, types in columns.items()
+        c: _distinct(table.column(c), types == {"expect_column_values_to_not_be_null"}, c in UNIQUE)
+        for c, types in columns.items()
     }
     suite_meta = doc.get("meta")
     results: list[Any] = []
@@ -178,19 +209,10 @@ def validate(
             expectations=[e for e in expectations if e["kwargs"]["column"] in frame.column_names],
             meta=suite_meta,
         )
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-        result = batch.validate(
-            suite,
-            expectation_parameters=params,
-            result_format={
-                # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
-                # beside them); the frame's RangeIndex is the slot number.
-                "result_format": "COMPLETE",
-                "return_unexpected_index_query": False,
-                "partial_unexpected_count": 0,
-            },
-        )
-        results.extend(result.results)
+        results.extend(_run_suite(frame, suite, params))
+    # GX's batch and validator hold the frame in reference cycles: collected now, not whenever the
+    # collector next gets round to it (until then every batch's frames stayed in memory).
+    gc.collect()
     outcomes = []
     # The suite's order is the order of precedence for the reason; GX returns results grouped by
     # column, so put them back in suite order first.

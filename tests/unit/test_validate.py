@@ -124,3 +124,56 @@ def test_gx_batch_fingerprint_is_off() -> None:
     _batch_definition()
     frame = pa.table({"x": ["a", "b"]}).to_pandas()
     assert not frame.memory_usage().sum() < pandas_execution_engine.HASH_THRESHOLD
+
+
+def test_unique_columns_are_judged_row_by_row_with_repeats_and_nulls() -> None:
+    """``source_id`` is judged as it stands (not reduced to distinct values): a repeated bad id,
+    a null id and an empty id each get the verdict of their own value, in place."""
+    from xforce.validate import UNIQUE
+
+    assert "source_id" in UNIQUE
+    settings = Settings.from_env()
+    registry = load_registry(settings.config_dir)
+    contract = registry.contract("norfolk", "anpr_reads")
+    ids = ["R0", "R 1", None, "R3", "R 1", "", "R6"]
+    table = _table([{} for _ in ids])
+    table = table.set_column(table.column_names.index("source_id"), "source_id", pa.array(ids, pa.string()))
+    verdict = validate(
+        table, "anpr_reads", contract, _params(registry, contract, "2026-11-27"), settings.expectations_dir
+    )
+    reasons = list(verdict.reasons)
+    assert reasons[0] is None and reasons[3] is None and reasons[6] is None
+    assert reasons[1] == reasons[4] == "bad_id"  # white space inside an id
+    assert reasons[2] is not None and reasons[5] is not None  # missing, empty
+    by_type = {(o.type, o.column): o.unexpected for o in verdict.outcomes}
+    assert by_type[("expect_column_values_to_match_regex", "source_id")] >= 3
+    assert by_type[("expect_column_values_to_not_be_null", "source_id")] == 1
+
+
+def test_validate_releases_the_frames_it_gave_gx() -> None:
+    """GX keeps each frame (which shares the batch's Arrow buffers) in reference cycles;
+    validate() collects them, so the Arrow memory held does not grow with the batches validated."""
+    import gc
+
+    settings = Settings.from_env()
+    registry = load_registry(settings.config_dir)
+    contract = registry.contract("norfolk", "anpr_reads")
+    params = _params(registry, contract, "2026-11-27")
+    n = 200_000
+
+    def batch(k: int) -> pa.Table:
+        table = _table([{}]).take(pa.array(np.zeros(n, dtype=np.int64)))
+        ids = pa.array([f"NFK-{k}-{i:09d}" for i in range(n)])
+        return table.set_column(table.column_names.index("source_id"), "source_id", ids)
+
+    validate(batch(0), "anpr_reads", contract, params, settings.expectations_dir)  # warm: GX set up
+    gc.collect()
+    before = pa.total_allocated_bytes()
+    gc.disable()  # only validate() itself may collect
+    try:
+        for k in range(1, 4):
+            validate(batch(k), "anpr_reads", contract, params, settings.expectations_dir)
+        held = pa.total_allocated_bytes() - before
+    finally:
+        gc.enable()
+    assert held < batch(0).nbytes / 2, f"{held} bytes of Arrow memory still held after validate()"
