@@ -128,8 +128,8 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
     out["record_id"] = pc.if_else(
         pc.is_valid(source_id), pc.binary_join_element_wise(pa.scalar(f"{force}:"), source_id, ""), fallback
     )
-    out["force_code"] = pa.array(np.full(n, force, dtype=object), pa.string())
-    out["source_file"] = pa.array(np.full(n, source_file, dtype=object), pa.string())
+    out["force_code"] = pa.repeat(pa.scalar(force, pa.string()), n)
+    out["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), n)
     out["source_record"] = src["_record"]
 
     times = parse_times(src.get("timestamp", _null_str(n)), contract)
@@ -168,7 +168,7 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
         error = _set_error(error, _present_but_null(src["quantity"], qty), "unparseable")
         out["quantity"] = qty
     if contract.dataset == "incidents":
-        out["time_precision"] = pa.array(np.full(n, contract.time_precision, dtype=object), pa.string())
+        out["time_precision"] = pa.repeat(pa.scalar(contract.time_precision, pa.string()), n)
         has_loc = pc.and_(pc.is_valid(lat), pc.is_valid(lon))
         out["location_precision"] = pc.if_else(has_loc, pa.scalar(contract.location_precision), pa.scalar("none"))
         out["location_name"] = src.get("location_name", _null_str(n))

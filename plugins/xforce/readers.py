@@ -171,7 +171,7 @@ def check_fields(table: pa.Table, limits: IntakeLimits) -> pa.Table:
         col = table.column(name).combine_chunks()
         for reason, mask in (
             ("nul_byte", pc.match_substring(col, "\x00")),
-            ("oversized_field", pc.greater(pc.utf8_length(col), limits.max_field_chars)),
+            ("oversized_field", _longer_than(col, limits.max_field_chars)),
         ):
             mask = pc.fill_null(mask, False)
             if pc.any(mask).as_py():
@@ -191,6 +191,19 @@ def _maybe_gunzip_head(head: bytes, contract: DatasetContract) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding helpers
+def _blank(col: pa.Array) -> pa.Array:
+    """Empty or only white space (checked in place: no trimmed copy of the column)."""
+    return pc.or_(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))
+
+
+def _longer_than(col: pa.Array, chars: int) -> pa.Array:
+    """More than ``chars`` characters. A character is at least a byte, so the byte lengths (read
+    from the offsets alone) clear a column before any character is counted."""
+    if (pc.max(pc.binary_length(col)).as_py() or 0) <= chars:
+        return pa.repeat(pa.scalar(False), len(col))
+    return pc.greater(pc.utf8_length(col), chars)
+
+
 def decode_column(arr: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray | None]:
     """Binary column -> string column; returns the bad-row mask (or None when all decoded)."""
     if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
@@ -281,7 +294,7 @@ def _read_csv(
             bad_any: np.ndarray | None = None
             for canon, src in wanted.items():
                 col, bad = decode_column(batch.column(src), contract.encoding)
-                col = pc.if_else(pc.equal(pc.utf8_trim_whitespace(col), ""), pa.scalar(None, pa.string()), col)
+                col = pc.if_else(_blank(col), pa.scalar(None, pa.string()), col)
                 cols[canon] = col
                 if bad is not None:
                     bad_any = bad if bad_any is None else (bad_any | bad)

@@ -726,3 +726,17 @@ def test_publish_retried_after_dying_mid_move_finishes_the_night(data_dir: Path)
         p = f"{pipeline.partition('anpr_reads', NIGHT, force)}/part-0.parquet"
         n = ctx.zone("curated").read_parquet(p).num_rows + ctx.zone("quarantine").read_parquet(p).num_rows
         assert n == row["rows_in"] == 50
+
+
+def test_blank_and_oversized_checks_agree_with_their_plain_definitions() -> None:
+    """The readers' in-place checks give what trimming and counting characters would."""
+    import pyarrow.compute as pc
+
+    from xforce.readers import _blank, _longer_than
+
+    values = ["", " ", "\t\u00a0\u3000", "x", " x ", None, "\u2003", "\u00e9" * 3, "abcd", "\u00e9\u00e9"]
+    col = pa.array(values, pa.string())
+    assert _blank(col).to_pylist() == pc.equal(pc.utf8_trim_whitespace(col), "").to_pylist()
+    for chars in (2, 3, 4, 100):
+        expected = pc.fill_null(pc.greater(pc.utf8_length(col), chars), False).to_pylist()
+        assert pc.fill_null(_longer_than(col, chars), False).to_pylist() == expected
