@@ -30,7 +30,7 @@ from xforce.normalise import normalise
 from xforce.privacy import remember_tokens
 from xforce.quality import ExtractTally, after_extract
 from xforce.readers import ReadReport, prefetched, read_extract
-from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
+from xforce.schemas import CANONICAL, DATASETS, ROW_UNIQUE, SCHEMA_VERSION, TOKEN_COLUMN, quarantine_schema
 from xforce.settings import Settings, hmac_key
 from xforce.storage import Zone, safe_relpath
 from xforce.tokenise import PlateTokens
@@ -248,7 +248,12 @@ class _Writers:
             "quarantine": f"{key}/quarantine/{part}/part-0.parquet",
         }
         self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
-        self.writers = {k: staging.parquet_writer(p, self.schemas[k]) for k, p in self.paths.items()}
+        self.writers = {
+            k: staging.parquet_writer(
+                p, self.schemas[k], use_dictionary=[f.name for f in self.schemas[k] if f.name not in ROW_UNIQUE]
+            )
+            for k, p in self.paths.items()
+        }
         self.counts: Counter[str] = Counter()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xforce-writer")
         self._pending: deque[Future[None]] = deque()

@@ -71,6 +71,11 @@ TOKEN_COLUMN = {"incidents": "vehicle_token", "anpr_reads": "plate_token", "seiz
 _QUARANTINE_EXTRA = [pa.field("reason", pa.string(), nullable=False), pa.field("detail", pa.string())]
 
 
+#: Columns with a value of their own on (nearly) every row: Parquet dictionary encoding is not tried on them
+#: (it would build a dictionary of every value and then fall back to plain).
+ROW_UNIQUE = frozenset({"record_id", "source_id", "source_record"})
+
+
 def quarantine_schema(dataset: str) -> pa.Schema:
     """The quarantine table of a dataset: every canonical column nullable, plus why."""
     fields = [f.with_nullable(True) for f in CANONICAL[dataset]]

@@ -433,11 +433,13 @@ class Zone:
     def write_json(self, rel: str, doc: Any) -> None:
         self.write_bytes(rel, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
-    def parquet_writer(self, rel: str, schema: pa.Schema) -> pq.ParquetWriter:
+    def parquet_writer(self, rel: str, schema: pa.Schema, **options: Any) -> pq.ParquetWriter:
+        """A Parquet writer for ``rel`` (zstd; ``options`` are added to pyarrow's ParquetWriter's)."""
+        options = {**PARQUET_OPTIONS, **options}
         if self.s3 is not None:
-            return _S3ParquetWriter(self, safe_relpath(rel), schema, **PARQUET_OPTIONS)
+            return _S3ParquetWriter(self, safe_relpath(rel), schema, **options)
         self._mkparent(rel)
-        return pq.ParquetWriter(self.full(rel), schema, filesystem=self.fs, **PARQUET_OPTIONS)
+        return pq.ParquetWriter(self.full(rel), schema, filesystem=self.fs, **options)
 
     def copy_from(
         self,

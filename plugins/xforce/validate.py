@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xforce.schemas import ROW_UNIQUE
+
 if TYPE_CHECKING:
     from xforce.contracts import DatasetContract
 
@@ -57,16 +59,13 @@ class Verdict:
 class _Distinct:
     """One column reduced to its distinct values; ``codes`` maps every row to its value."""
 
-    values: pa.Array  # distinct values, the null (if any) last; for UNIQUE columns the column itself
+    values: pa.Array  # distinct values, the null (if any) last; for ROW_UNIQUE columns the column itself
     codes: np.ndarray  # per row: index into values
 
 
-#: Columns whose values are expected to be unique (one per row): judged row by row, since reducing
-#: them to distinct values would cost a hash table of every row and save nothing.
-UNIQUE = frozenset({"source_id"})
-
-
 def _distinct(column: pa.ChunkedArray | pa.Array, null_only: bool, unique: bool = False) -> _Distinct:
+    """``column`` reduced to its distinct values; a ``unique`` column (``schemas.ROW_UNIQUE``: a value of
+    its own on every row) is judged as it stands, since reducing it would cost a hash table of every row."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if unique and not null_only:
         return _Distinct(col, np.arange(len(col), dtype=np.int64))
@@ -194,7 +193,7 @@ def validate(
     for e in expectations:
         columns.setdefault(e["kwargs"]["column"], set()).add(e["type"])
     distinct = {
-        c: _distinct(table.column(c), types == {"expect_column_values_to_not_be_null"}, c in UNIQUE)
+        c: _distinct(table.column(c), types == {"expect_column_values_to_not_be_null"}, c in ROW_UNIQUE)
         for c, types in columns.items()
     }
     suite_meta = doc.get("meta")

@@ -131,6 +131,22 @@ def test_parse_times_impossible_calendar_date_is_null(registry: Registry, family
     assert times([value], contract(registry, family)) == [None]
 
 
+@pytest.mark.parametrize("family", ["shared_csv", "southern_bng", "eastern_jsonl"])
+def test_parse_times_of_repeated_values_match_parsing_every_row(registry: Registry, family: str) -> None:
+    """Batches of repeated times are parsed once per distinct value: the same answers, row for row."""
+    from xforce.normalise import _parse_times
+
+    c = contract(registry, family)
+    samples = {
+        "shared_csv": ["2026-11-27T21:14:03Z", "2026-02-30T00:00:00Z", "garbage", "", None],
+        "southern_bng": ["27/11/2026 21:14:03", "31/02/2026 10:00:00", "25/10/2026 01:30:00", "x", None],
+        "eastern_jsonl": ["1795741773000", "abc", "99999999999999999999", " 1795741773250 ", None],
+    }[family]
+    col = pa.array([samples[i % len(samples)] for i in range(1000)], pa.string())
+    assert parse_times(col, c).to_pylist() == _parse_times(col, c).to_pylist()
+    assert parse_times(col, c).null_count == _parse_times(col, c).null_count > 0
+
+
 def test_parse_times_epoch_beyond_int64_is_null(registry: Registry) -> None:
     assert times(["99999999999999999999", "1795741773000"], contract(registry, "eastern_jsonl"))[0] is None
 
@@ -154,8 +170,10 @@ def test_to_wgs84_keeps_wgs84_points() -> None:
 
 # ------------------------------------------------------------------------- plates and codes
 def test_normalise_plate() -> None:
-    got = normalise_plate(pa.array(["ab12 cde", " AB12\tCDE ", "AB12CDE", "", "   ", None], pa.string()))
-    assert got.to_pylist() == ["AB12CDE", "AB12CDE", "AB12CDE", None, None, None]
+    got = normalise_plate(pa.array(["ab12 cde", " AB12\tCDE ", "AB12CDE", "", "   ", None, "ab1\u00e9"], pa.string()))
+    assert got.to_pylist() == ["AB12CDE", "AB12CDE", "AB12CDE", None, None, None, "AB1\u00c9"]
+    clean = normalise_plate(pa.array(["ab12cde", "AB12CDE", None], pa.string()))  # no white space anywhere
+    assert clean.to_pylist() == ["AB12CDE", "AB12CDE", None]
 
 
 def test_map_codes_unknown_is_null(registry: Registry) -> None:

@@ -129,9 +129,9 @@ def test_gx_batch_fingerprint_is_off() -> None:
 def test_unique_columns_are_judged_row_by_row_with_repeats_and_nulls() -> None:
     """``source_id`` is judged as it stands (not reduced to distinct values): a repeated bad id,
     a null id and an empty id each get the verdict of their own value, in place."""
-    from xforce.validate import UNIQUE
+    from xforce.schemas import ROW_UNIQUE
 
-    assert "source_id" in UNIQUE
+    assert "source_id" in ROW_UNIQUE
     settings = Settings.from_env()
     registry = load_registry(settings.config_dir)
     contract = registry.contract("norfolk", "anpr_reads")
