@@ -67,10 +67,11 @@ class PlateTokens:
     a hash match is confirmed on the plate itself, so a collision costs one more HMAC, never a
     wrong token. ``take_new_pairs`` hands out the pairs added since it was last called (the
     pipeline writes them to the token map every ``MAP_FLUSH_PLATES`` new plates and at the end of
-    a file); ``limit`` bounds memory: once that many plates are held, the cache starts again.
+    a file); ``limit`` bounds memory (about 60 bytes a plate: 60 MB): once that many plates are
+    held, the cache starts again.
     """
 
-    def __init__(self, key: bytes, limit: int = 4_000_000) -> None:
+    def __init__(self, key: bytes, limit: int = 1_000_000) -> None:
         self.key, self.limit = key, limit
         self._reset()
 

@@ -97,3 +97,18 @@ def test_writers_raise_a_failed_write_and_still_close_the_files(tmp_path: Path) 
         w.close()
     w.close()  # closing again after the failure is harmless
     assert pq.read_table(tmp_path / w.paths["quarantine"]).num_rows == 0
+
+
+def test_arrow_memory_pool_is_jemalloc_unless_the_environment_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    code = "from xforce.pipeline import arrow_memory_pool; print(arrow_memory_pool())"
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert default == (
+        "jemalloc" if "jemalloc" in pa.supported_memory_backends() else pa.default_memory_pool().backend_name
+    )
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert chosen == "system"

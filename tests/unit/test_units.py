@@ -455,14 +455,16 @@ def test_first_occurrences_across_batches_sharing_seen() -> None:
     second = seen.first_occurrences(pa.array(["b", "c", None, "c", "d"], pa.string()))
     assert second.to_pylist() == [False, True, True, False, True]
     assert len(seen) == 4
-    assert all((a[:-1] < a[1:]).all() for a in [*seen.main, *seen.recent])  # each run kept sorted
+    assert all((a[:-1] < a[1:]).all() for a in seen.recent)  # each run kept sorted
     assert seen.first_occurrences(pa.array([], pa.string())).to_pylist() == []
     assert seen.first_occurrences(pa.array([None, None], pa.string())).to_pylist() == [True, True]
 
 
 def test_first_occurrences_over_many_batches_matches_a_set() -> None:
+    """With small in-memory runs most hashes live in the bucket files on disk: same answers."""
     rng = np.random.default_rng(3)
     seen, reference = SeenIds(), set()
+    seen.RECENT_MAX = 8  # merge into the files early and often
     for _ in range(5):
         ids = [f"id-{v}" for v in rng.integers(0, 5000, 3000)]
         got = seen.first_occurrences(pa.array(ids, pa.string())).to_pylist()
@@ -471,6 +473,13 @@ def test_first_occurrences_over_many_batches_matches_a_set() -> None:
             want.append(i not in reference)
             reference.add(i)
         assert got == want
+    assert len(seen) == len(reference) and seen.on_disk.sum() > len(reference) // 2
+    stored = [seen._stored(b) for b in range(seen.BUCKETS)]
+    assert all((a[:-1] < a[1:]).all() for a in stored)  # each bucket file sorted, no repeats
+    folder = seen._dir.name
+    assert os.listdir(folder)
+    seen.close()
+    assert not os.path.exists(folder)
 
 
 def test_first_occurrences_keeps_row_order_in_large_batches() -> None:
