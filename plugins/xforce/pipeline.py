@@ -397,8 +397,8 @@ class SeenIds:
     RECENT_MAX = 8192
     _EDGES = np.arange(1, BUCKETS, dtype=np.uint64) << np.uint64(56)
 
-    def __init__(self, spill_dir: str | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="xforce-seen-", dir=spill_dir)
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="xforce-seen-")
         self.on_disk = np.zeros(self.BUCKETS, dtype=np.int64)
         self.recent = [np.empty(0, dtype=np.uint64)] * self.BUCKETS
 
