@@ -37,3 +37,9 @@ class MissingExtractError(XforceError):
     """No extract landed for a force, dataset and night."""
 
     kind = "missing"
+
+
+class ValidatorError(XforceError):
+    """Great Expectations could not run: its process ended, or GX itself failed on a suite."""
+
+    kind = "validator"

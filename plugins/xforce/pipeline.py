@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from xforce import gxworker
 from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.docs_site import render_night
 from xforce.errors import ExtractError, UnsafePathError
@@ -36,7 +37,7 @@ from xforce.schemas import CANONICAL, DATASETS, ROW_UNIQUE, SCHEMA_VERSION, TOKE
 from xforce.settings import Settings, hmac_key
 from xforce.storage import Zone, safe_relpath
 from xforce.tokenise import PlateTokens
-from xforce.validate import validate
+from xforce.validate import Verdict, validate
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
@@ -300,6 +301,7 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
         return result
     contract = ctx.registry.contract(force, dataset)
     arrow_memory_pool()
+    gxworker.start()  # (already running, unless this is the process's first extract)
     raw, staging = ctx.zone("raw"), ctx.zone("staging")
     writers = _Writers(staging, run_key(run_id), dataset, night, force)
     state = _ExtractState(ctx, force, writers, *hmac_key())
@@ -313,19 +315,27 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
         for f in ref["files"]:
             report = state.quality.track(ReadReport(contract))
             state.plates = PlateTokens(state.key)  # a file's token map is filed under its raw copy
+            pending: _Batch | None = None  # one batch in validation while the next is prepared
             try:
-                batches = read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report)
-                for batch in prefetched(batches):
-                    rows_in += batch.table.num_rows + len(batch.rejects)
-                    params = _params(ctx.registry, report.contract, night)
-                    _process_batch(state, batch.table, batch.rejects, report.contract, f, params)
-            except ExtractError as exc:
-                errors.append(f"{f['name']}: {exc}")
+                try:
+                    batches = read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report)
+                    for batch in prefetched(batches):
+                        rows_in += batch.table.num_rows + len(batch.rejects)
+                        params = _params(ctx.registry, report.contract, night)
+                        ready = _prepare_batch(state, batch.table, batch.rejects, report.contract, f, params)
+                        if pending is not None:
+                            _finish_batch(state, pending)
+                        pending = ready
+                except ExtractError as exc:  # the rows read before it still publish
+                    errors.append(f"{f['name']}: {exc}")
+                if pending is not None:
+                    _finish_batch(state, pending)
             finally:
                 _remember(state, f["raw"])  # every token written so far can be re-identified
             if report.warning:
                 warnings.append(f"{f['name']}: {report.warning}")
     finally:
+        state.validator.shutdown(wait=True, cancel_futures=True)
         state.seen.close()
         writers.close()
     published, quarantined = writers.counts["published"], writers.counts["quarantine"]
@@ -366,13 +376,12 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str,
 
 
 def _params(registry: Registry, contract: DatasetContract, night: str) -> dict[str, Any]:
-    import pandas as pd
-
+    """The suite's ``$PARAMETER`` values for a night (times as datetimes: ``gxworker.gx_params``)."""
     start, end = night_window(registry, contract, night)
     r = registry.region
     return {
-        "night_start": pd.Timestamp(start),
-        "night_end": pd.Timestamp(end),
+        "night_start": start,
+        "night_end": end,
         "lat_min": r.lat_min,
         "lat_max": r.lat_max,
         "lon_min": r.lon_min,
@@ -460,22 +469,69 @@ class _ExtractState:
     key_version: str
     key: bytes
     seen: SeenIds = field(default_factory=SeenIds)
+    #: GX runs here, one batch at a time, while the main thread prepares the next batch
+    validator: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="xforce-gx")
+    )
     plates: PlateTokens = field(init=False)
     incidents: pa.Array | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     quality: ExtractTally = field(default_factory=ExtractTally)  # outcomes, columns, row ids (xforce.quality)
 
 
-def _process_batch(
+@dataclass
+class _Batch:
+    """A batch between its two halves: normalised, its ids seen and its plates tokenised, its
+    Great Expectations validation running on the validator thread."""
+
+    source: pa.Table
+    rejects: list[Any]
+    file: dict[str, Any]
+    table: pa.Table | None = None  # normalised, with ``_first_occurrence`` (and the token columns)
+    good: pa.Table | None = None  # the rows that parsed: what GX judges
+    bad_early: pa.Table | None = None  # the rows that did not parse (``_error``)
+    verdict: Future[Verdict] | None = None
+
+
+def _prepare_batch(
     state: _ExtractState,
     source: pa.Table,
     rejects: list[Any],
     contract: DatasetContract,
     file: dict[str, Any],
     params: dict[str, Any],
-) -> None:
-    ctx, force, writers, reasons = state.ctx, state.force, state.writers, state.reasons
+) -> _Batch:
+    """The first half of a batch: everything that carries state from batch to batch (ids seen,
+    plate tokens) runs here in order; the GX validation is handed to ``state.validator``, so
+    it runs while the next batch is read and normalised (``_finish_batch`` takes its verdict)."""
     dataset = contract.dataset
+    if source.num_rows == 0:  # malformed rows only
+        return _Batch(source, rejects, file)
+    table = normalise(source, contract, state.force, file["name"], file["sha256"][:16])
+    table = table.append_column(
+        "_first_occurrence", state.seen.first_occurrences(table.column("source_id").combine_chunks())
+    )
+    if state.incidents is not None:
+        table = table.append_column(
+            "_incident_known", pc.is_in(table.column("incident_record_id"), value_set=state.incidents)
+        )
+    if "plate" in table.column_names:  # tokenised once for the batch, before the split
+        table = _pseudonymise(state, dataset, file["raw"], table)
+    parse_failed = pc.is_valid(table.column("_error"))
+    if table.column("_error").null_count == table.num_rows:  # nothing failed to parse: no copies
+        bad_early, good = table.slice(0, 0), table
+    else:
+        bad_early, good = table.filter(parse_failed), table.filter(pc.invert(parse_failed))
+    verdict = state.validator.submit(
+        validate, good.drop_columns(["_error"]), dataset, contract, params, state.ctx.settings.expectations_dir
+    )
+    return _Batch(source, rejects, file, table, good, bad_early, verdict)
+
+
+def _finish_batch(state: _ExtractState, batch: _Batch) -> None:
+    """The second half: the verdict splits the batch into published and quarantined rows."""
+    writers, reasons, force = state.writers, state.reasons, state.force
+    rejects = batch.rejects
     if rejects:
         rej = pa.table(
             {
@@ -485,26 +541,14 @@ def _process_batch(
             }
         )
         rej = rej.append_column("force_code", pa.array([force] * len(rejects), pa.string()))
-        rej = rej.append_column("source_file", pa.array([file["name"]] * len(rejects), pa.string()))
+        rej = rej.append_column("source_file", pa.array([batch.file["name"]] * len(rejects), pa.string()))
         writers.write("quarantine", rej)
         reasons.update(r.reason for r in rejects)
-    if source.num_rows == 0:
+    if batch.verdict is None or batch.good is None or batch.bad_early is None:
         return
-    table = normalise(source, contract, force, file["name"], file["sha256"][:16])
-    table = table.append_column(
-        "_first_occurrence", state.seen.first_occurrences(table.column("source_id").combine_chunks())
-    )
-    if state.incidents is not None:
-        table = table.append_column(
-            "_incident_known", pc.is_in(table.column("incident_record_id"), value_set=state.incidents)
-        )
-    parse_failed = pc.is_valid(table.column("_error"))
-    if table.column("_error").null_count == table.num_rows:  # nothing failed to parse: no copies
-        bad_early, good = table.slice(0, 0), table
-    else:
-        bad_early, good = table.filter(parse_failed), table.filter(pc.invert(parse_failed))
-    verdict = validate(good.drop_columns(["_error"]), dataset, contract, params, ctx.settings.expectations_dir)
-    state.quality.add_batch(source, table, verdict)
+    verdict = batch.verdict.result()
+    good, bad_early = batch.good, batch.bad_early
+    state.quality.add_batch(batch.source, batch.table, verdict)
     failed_np = verdict.failed
     failed = pa.array(failed_np)
     quarantine = pa.concat_tables(
@@ -518,8 +562,8 @@ def _process_batch(
         ]
     )
     published = good.filter(pc.invert(failed))
-    if "plate" in table.column_names:  # tokenised once for the batch, then split
-        published, quarantine = _pseudonymise(state, dataset, file["raw"], published, quarantine)
+    if "plate" in published.column_names:  # the clear plate went to GX, never further
+        published, quarantine = published.drop_columns(["plate"]), quarantine.drop_columns(["plate"])
     writers.write("published", published)
     writers.write("quarantine", quarantine)
     for item in pc.value_counts(quarantine.column("reason")).to_pylist():
@@ -530,24 +574,15 @@ def _process_batch(
 MAP_FLUSH_PLATES = 500_000
 
 
-def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, *parts: pa.Table) -> tuple[pa.Table, ...]:
-    """Replace ``plate`` by its token (and key version) in each part. The clear plate never leaves
-    this function but into the restricted token map (``_remember``)."""
-    column = TOKEN_COLUMN[dataset]
-    sizes = [p.num_rows for p in parts]
-    plates = pa.chunked_array([c for p in parts for c in p.column("plate").chunks], pa.string())
-    tokens = state.plates.tokenise(plates)
+def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, table: pa.Table) -> pa.Table:
+    """``table`` with the token of its ``plate`` (and the key version) beside it. The clear plate
+    stays for validation and is dropped before anything is written (``_finish_batch``); it leaves
+    this process only into the restricted token map (``_remember``)."""
+    tokens = state.plates.tokenise(table.column("plate"))
     if state.plates.pending >= MAP_FLUSH_PLATES or state.plates.full:  # bounded memory
         _remember(state, raw_ref)
     versions = pc.if_else(pc.is_valid(tokens), pa.scalar(state.key_version), pa.scalar(None, pa.string()))
-    out, start = [], 0
-    for part, n in zip(parts, sizes, strict=True):
-        part = part.append_column(column, tokens.slice(start, n)).append_column(
-            "plate_key_version", versions.slice(start, n)
-        )
-        out.append(part.drop_columns(["plate"]))
-        start += n
-    return tuple(out)
+    return table.append_column(TOKEN_COLUMN[dataset], tokens).append_column("plate_key_version", versions)
 
 
 def _remember(state: _ExtractState, raw_ref: str) -> None:

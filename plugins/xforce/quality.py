@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from xforce.contracts import read_yaml
-from xforce.errors import ConfigError
+from xforce.errors import ConfigError, ValidatorError
 from xforce.schemas import TIME_COLUMN
 
 if TYPE_CHECKING:
@@ -379,10 +379,7 @@ def run_table_suite(
     An expectation with ``meta.policy`` takes its severity from ``config/quality.yaml``
     (quarantine -> critical, warn -> warning); a tolerated one is not evaluated and says so.
     """
-    import pandas as pd
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
-    from xforce.validate import _batch_definition
+    from xforce.gxworker import run_suite
 
     doc = table_suite(expectations_dir, dataset)
     out: list[dict[str, Any] | None] = []  # suite order; None: evaluated by GX below
@@ -403,18 +400,15 @@ def run_table_suite(
     evaluated: list[dict[str, Any]] = []
     if chosen:
         columns = sorted({e["kwargs"]["column"] for e in chosen})
-        frame = pd.DataFrame({c: pd.Series([metrics[c]], dtype="float64") for c in columns})
-        suite = ExpectationSuite(name=doc["name"], expectations=chosen, meta=doc.get("meta"))
-        batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0})
-        for res in result.results:  # in suite order
-            c = res.expectation_config
-            if res.exception_info and res.exception_info.get("raised_exception"):
-                raise RuntimeError(f"table expectation {c.type} raised: {res.exception_info.get('exception_message')}")
-            meta = dict(c.meta or {})
-            severity = str(meta.get("severity", "critical"))
-            e = {"type": c.type, "kwargs": dict(c.kwargs)}
-            evaluated.append(_table_outcome(e, meta, severity, bool(res.success), metrics[c.kwargs["column"]]))
+        frame = pa.table({c: pa.array([metrics[c]], pa.float64()) for c in columns})
+        suite = {"name": doc["name"], "expectations": chosen, "meta": doc.get("meta")}
+        results = run_suite(frame, suite, {}, {"result_format": "SUMMARY", "partial_unexpected_count": 0})
+        for res in results:  # in suite order
+            if res.exception is not None:
+                raise ValidatorError(f"table expectation {res.type} raised: {res.exception}")
+            severity = str(res.meta.get("severity", "critical"))
+            e = {"type": res.type, "kwargs": res.kwargs}
+            evaluated.append(_table_outcome(e, res.meta, severity, res.success, metrics[res.kwargs["column"]]))
     it = iter(evaluated)
     return [o if o is not None else next(it) for o in out]
 

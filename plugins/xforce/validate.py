@@ -9,9 +9,7 @@ a warning. Results keep counts and row positions only: GX puts the failing *valu
 from __future__ import annotations
 
 import functools
-import gc
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +18,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xforce.errors import ValidatorError
+from xforce.gxworker import SuiteResult, run_suite
 from xforce.schemas import ROW_UNIQUE
 
 if TYPE_CHECKING:
     from xforce.contracts import DatasetContract
 
 ROW = "_row"
+RESULT_FORMAT = {
+    # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
+    # beside them); the frame's RangeIndex is the slot number.
+    "result_format": "COMPLETE",
+    "return_unexpected_index_query": False,
+    "partial_unexpected_count": 0,
+}
 #: Columns GX sees: never the clear plate outside this process, never stored.
 DERIVED = ("_first_occurrence", "_incident_known")
 
@@ -99,29 +106,6 @@ def load_suite(expectations_dir: str, dataset: str) -> dict[str, Any]:
     return doc
 
 
-@functools.lru_cache(maxsize=1)
-def _batch_definition() -> Any:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.execution_engine import pandas_execution_engine
-
-    # GX fingerprints every in-memory batch by hashing every cell (``batch_markers``), which we
-    # never read; it cost as much as the expectations themselves. Frames are never that large
-    # here, so a zero threshold turns the fingerprint off (tests/unit/test_validate.py).
-    pandas_execution_engine.HASH_THRESHOLD = 0
-    context = gx.get_context(mode="ephemeral")
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas("xforce").add_dataframe_asset("extract")
-    definition = asset.add_batch_definition_whole_dataframe("whole")
-    # GX's objects live as long as the process: frozen, they are no longer walked by every garbage
-    # collection (the validation loop below collects after each batch).
-    gc.collect()
-    gc.freeze()
-    return definition
-
-
 #: A column with fewer than 1/SPLIT_RATIO of the longest column's distinct values is judged in a
 #: shorter frame of its own (padding it to the longest would make every expectation on it cost
 #: the number of reads again) ...
@@ -147,23 +131,6 @@ def _frame_groups(lengths: dict[str, int]) -> list[list[str]]:
     return [g for g, _ in groups]
 
 
-def _run_suite(frame: pa.Table, suite: Any, params: dict[str, Any]) -> list[Any]:
-    """GX validates ``frame`` with ``suite``: its expectation results."""
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-    result = batch.validate(
-        suite,
-        expectation_parameters=params,
-        result_format={
-            # no unexpected_index_column_names: GX then lists plain frame positions (fast, and no values
-            # beside them); the frame's RangeIndex is the slot number.
-            "result_format": "COMPLETE",
-            "return_unexpected_index_query": False,
-            "partial_unexpected_count": 0,
-        },
-    )
-    return list(result.results)
-
-
 def validate(
     table: pa.Table, dataset: str, contract: DatasetContract, params: dict[str, Any], expectations_dir: str
 ) -> Verdict:
@@ -175,8 +142,6 @@ def validate(
     verdict of its value: exact, and it costs the number of distinct plates, times and places
     instead of the number of reads for every expectation.
     """
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
     n = table.num_rows
     reasons = np.full(n, None, dtype=object)
     details = np.full(n, None, dtype=object)
@@ -203,15 +168,12 @@ def validate(
         frame = pa.table({c: _pad(distinct[c].values, length) for c in group if len(distinct[c].values)})
         if frame.num_columns == 0:  # every column of the group is empty: nothing to judge
             continue
-        suite = ExpectationSuite(
-            name=doc["name"],
-            expectations=[e for e in expectations if e["kwargs"]["column"] in frame.column_names],
-            meta=suite_meta,
-        )
-        results.extend(_run_suite(frame, suite, params))
-    # GX's batch and validator hold the frame in reference cycles: collected now, not whenever the
-    # collector next gets round to it (until then every batch's frames stayed in memory).
-    gc.collect()
+        suite = {
+            "name": doc["name"],
+            "expectations": [e for e in expectations if e["kwargs"]["column"] in frame.column_names],
+            "meta": suite_meta,
+        }
+        results.extend(run_suite(frame, suite, params, RESULT_FORMAT))
     outcomes = []
     # The suite's order is the order of precedence for the reason; GX returns results grouped by
     # column, so put them back in suite order first.
@@ -219,27 +181,21 @@ def validate(
         (e["type"], e["kwargs"].get("column"), e.get("meta", {}).get("reason")): i for i, e in enumerate(expectations)
     }
 
-    def suite_position(res: Any) -> int:
-        cfg = res.expectation_config
-        return rank.get((cfg.type, cfg.kwargs.get("column"), (cfg.meta or {}).get("reason")), len(rank))
+    def suite_position(res: SuiteResult) -> int:
+        return rank.get((res.type, res.kwargs.get("column"), res.meta.get("reason")), len(rank))
 
     for res in sorted(results, key=suite_position):
-        cfg = res.expectation_config
-        meta = cfg.meta or {}
-        column = str(cfg.kwargs.get("column"))
-        reason, severity = str(meta.get("reason", cfg.type)), str(meta.get("severity", "critical"))
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(
-                f"expectation {cfg.type} on {column} raised: {res.exception_info.get('exception_message')}"
-            )
+        column = str(res.kwargs.get("column"))
+        reason, severity = str(res.meta.get("reason", res.type)), str(res.meta.get("severity", "critical"))
+        if res.exception is not None:
+            raise ValidatorError(f"expectation {res.type} on {column} raised: {res.exception}")
         d = distinct[column]
         bad_value = np.zeros(max(len(d.values), 1), dtype=bool)
-        # only positions survive from GX's index list: the failing values themselves are dropped here
-        slots = np.asarray(res.result.get("unexpected_index_list") or [], dtype=np.int64)
+        slots = res.unexpected_index  # positions only: the worker drops the failing values themselves
         bad_value[np.where(slots < len(d.values), slots, 0)] = True
         rows = bad_value[d.codes]
-        outcomes.append(ExpectationOutcome(cfg.type, column, reason, severity, not rows.any(), int(rows.sum()), n))
-        label = f"{cfg.type}({column})"
+        outcomes.append(ExpectationOutcome(res.type, column, reason, severity, not rows.any(), int(rows.sum()), n))
+        label = f"{res.type}({column})"
         if severity == "critical":
             first = rows & np.equal(reasons, None)  # type: ignore[call-overload]
             more = rows & ~first

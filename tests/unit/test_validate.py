@@ -119,7 +119,7 @@ def test_gx_batch_fingerprint_is_off() -> None:
     """GX hashed every cell of every frame for a fingerprint nobody reads; validate() turns it off."""
     from great_expectations.execution_engine import pandas_execution_engine
 
-    from xforce.validate import _batch_definition
+    from xforce.gxworker import _batch_definition
 
     _batch_definition()
     frame = pa.table({"x": ["a", "b"]}).to_pandas()
@@ -150,30 +150,34 @@ def test_unique_columns_are_judged_row_by_row_with_repeats_and_nulls() -> None:
     assert by_type[("expect_column_values_to_not_be_null", "source_id")] == 1
 
 
-def test_validate_releases_the_frames_it_gave_gx() -> None:
-    """GX keeps each frame (which shares the batch's Arrow buffers) in reference cycles;
-    validate() collects them, so the Arrow memory held does not grow with the batches validated."""
+def test_gx_worker_releases_the_frames_it_validated() -> None:
+    """GX keeps each frame (which shares the request's Arrow buffers) in reference cycles; the
+    worker's ``execute`` collects them, so the Arrow memory it holds does not grow with the calls."""
     import gc
 
+    from xforce.gxworker import execute
+    from xforce.validate import RESULT_FORMAT
+
     settings = Settings.from_env()
-    registry = load_registry(settings.config_dir)
-    contract = registry.contract("norfolk", "anpr_reads")
-    params = _params(registry, contract, "2026-11-27")
+    doc = load_suite(settings.expectations_dir, "anpr_reads")
+    suite = {
+        "name": doc["name"],
+        "expectations": [e for e in doc["expectations"] if e["kwargs"]["column"] == "source_id"],
+    }
     n = 200_000
 
-    def batch(k: int) -> pa.Table:
-        table = _table([{}]).take(pa.array(np.zeros(n, dtype=np.int64)))
-        ids = pa.array([f"NFK-{k}-{i:09d}" for i in range(n)])
-        return table.set_column(table.column_names.index("source_id"), "source_id", ids)
+    def frame(k: int) -> pa.Table:
+        return pa.table({"source_id": pa.array([f"NFK-{k}-{i:09d}" for i in range(n)])})
 
-    validate(batch(0), "anpr_reads", contract, params, settings.expectations_dir)  # warm: GX set up
+    execute(frame(0), suite, {}, RESULT_FORMAT)  # warm: GX set up
     gc.collect()
     before = pa.total_allocated_bytes()
-    gc.disable()  # only validate() itself may collect
+    gc.disable()  # only execute() itself may collect
     try:
         for k in range(1, 4):
-            validate(batch(k), "anpr_reads", contract, params, settings.expectations_dir)
+            results = execute(frame(k), suite, {}, RESULT_FORMAT)
+            assert [r.success for r in results] == [True, True]
         held = pa.total_allocated_bytes() - before
     finally:
         gc.enable()
-    assert held < batch(0).nbytes / 2, f"{held} bytes of Arrow memory still held after validate()"
+    assert held < frame(0).nbytes / 2, f"{held} bytes of Arrow memory still held after execute()"
