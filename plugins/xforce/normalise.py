@@ -130,7 +130,8 @@ def normalise_plate(col: pa.Array) -> pa.Array:
     plate = pc.utf8_upper(col)
     spaced = pc.invert(pc.fill_null(pc.utf8_is_alnum(plate), True))
     if pc.any(spaced).as_py():
-        plate = pc.if_else(spaced, pc.replace_substring_regex(plate, r"\s+", ""), plate)
+        cleaned = pc.replace_substring_regex(plate.filter(spaced), r"\s+", "")
+        plate = pc.replace_with_mask(plate, spaced, cleaned)
     return pc.if_else(pc.equal(plate, ""), pa.scalar(None, pa.string()), plate)
 
 
@@ -143,12 +144,12 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
 
     source_id = src.get("source_id", _null_str(n))
     out["source_id"] = source_id
-    fallback = pc.binary_join_element_wise(
-        pa.scalar(f"{force}:{file_key or source_file}#"), pc.cast(src["_record"], pa.string()), ""
-    )
-    out["record_id"] = pc.if_else(
-        pc.is_valid(source_id), pc.binary_join_element_wise(pa.scalar(f"{force}:"), source_id, ""), fallback
-    )
+    out["record_id"] = pc.binary_join_element_wise(pa.scalar(f"{force}:"), source_id, "")
+    if source_id.null_count:  # no id of its own: the file and record number stand in
+        fallback = pc.binary_join_element_wise(
+            pa.scalar(f"{force}:{file_key or source_file}#"), pc.cast(src["_record"], pa.string()), ""
+        )
+        out["record_id"] = pc.if_else(pc.is_valid(source_id), out["record_id"], fallback)
     out["force_code"] = pa.repeat(pa.scalar(force, pa.string()), n)
     out["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), n)
     out["source_record"] = src["_record"]

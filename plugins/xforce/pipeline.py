@@ -232,7 +232,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 #: Batches handed to the writer thread and not yet written (bounds the memory it holds).
-MAX_PENDING_WRITES = 2
+MAX_PENDING_WRITES = 1
 
 
 class _Writers:
@@ -571,7 +571,7 @@ def _finish_batch(state: _ExtractState, batch: _Batch) -> None:
 
 
 #: New plates after which their token map is written out (bounds the map writer's memory).
-MAP_FLUSH_PLATES = 500_000
+MAP_FLUSH_PLATES = 200_000
 
 
 def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, table: pa.Table) -> pa.Table:
