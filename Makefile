@@ -37,7 +37,9 @@ lint: install
 	$(BIN)/mypy plugins/xforce
 
 lock-check: install
-	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o - | grep -v '^#' | grep -v '^ ' > /tmp/xforce-lock.txt
+	rm -f /tmp/xforce-lock.raw
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o /tmp/xforce-lock.raw
+	grep -v '^#' /tmp/xforce-lock.raw | grep -v '^ ' > /tmp/xforce-lock.txt
 	grep -v '^#' requirements.lock | grep -v '^ ' | diff - /tmp/xforce-lock.txt
 
 bench: install
