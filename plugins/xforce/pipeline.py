@@ -6,10 +6,13 @@ returns small dicts (what goes through XCom); data stays in the zones.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import os
 import re
+import sys
 import tempfile
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -251,9 +254,12 @@ class _Writers:
             "quarantine": f"{key}/quarantine/{part}/part-0.parquet",
         }
         self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
+        # no dictionary tried where values rarely repeat within a row group: ids, and plate tokens
+        # (a batch of 128 Ki reads has some 70 k vehicles; the dictionary was dropped for plain anyway)
+        plain = {*ROW_UNIQUE, *TOKEN_COLUMN.values()}
         self.writers = {
             k: staging.parquet_writer(
-                p, self.schemas[k], use_dictionary=[f.name for f in self.schemas[k] if f.name not in ROW_UNIQUE]
+                p, self.schemas[k], use_dictionary=[f.name for f in self.schemas[k] if f.name not in plain]
             )
             for k, p in self.paths.items()
         }
@@ -290,7 +296,29 @@ def arrow_memory_pool() -> str:
     """
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL") and "jemalloc" in pa.supported_memory_backends():
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+    _malloc_hands_back()
     return pa.default_memory_pool().backend_name
+
+
+def _malloc_hands_back() -> bool:
+    """glibc's malloc (numpy's batch-sized arrays, Python) returns freed memory to the system at once.
+
+    By default glibc raises its mmap threshold each time a large block is freed, after which
+    batch-sized arrays come from the heap and stay there; a fixed 128 KiB threshold and trim
+    threshold and one arena measured 0.68 GB instead of 0.72 GB peak for a 10 M-read ingest, in the
+    same time. Not glibc (musl, macOS): left as it is (returns False).
+    """
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or not name:
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # <malloc.h>
+    return all(
+        libc.mallopt(opt, value) == 1
+        for opt, value in ((m_mmap_threshold, 128 << 10), (m_trim_threshold, 128 << 10), (m_arena_max, 1))
+    )
 
 
 def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import posixpath
+import shutil
 import tempfile
 import threading
 import uuid
@@ -483,6 +484,10 @@ class Zone:
             return
         self._mkparent(rel)
         target = self._tmp_name(rel)
+        if src.local:  # local to local: the kernel copies (copy_file_range / sendfile), no pass through Python
+            shutil.copyfile(src.full(src_rel), self.full(target))
+            self.fs.move(self.full(target), self.full(rel))
+            return
         fin = src._get_body(src_rel, etag) if src.s3 is not None else src.open(src_rel)
         try:
             with self.fs.open_output_stream(self.full(target), compression=None) as fout:

@@ -2,8 +2,8 @@
 
 The suites are JSON in ``expectations/``; each expectation's ``meta.reason`` is the quarantine
 reason and ``meta.severity`` whether a failing row is quarantined (critical) or published with
-a warning. Results keep counts and row positions only: GX puts the failing *values* in
-``unexpected_index_list`` too, and those (plates) are dropped here before anything is stored.
+a warning. GX runs in its worker process (``xforce.gxworker``), which sends back counts and row
+positions only: the failing *values* GX lists (plates among them) never leave it.
 """
 
 from __future__ import annotations
