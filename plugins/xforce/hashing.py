@@ -27,6 +27,18 @@ def hash64(values: pa.Array) -> np.ndarray:
     return rel.project("hash(v) AS h").to_arrow_table().column("h").to_numpy()
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")``, faster on 64-bit keys: an unstable sort (several times
+    quicker than the stable one there), then equal keys (rare: a hash seen twice) put back in order."""
+    order = np.argsort(keys)
+    ks = keys[order]
+    tie = ks[1:] == ks[:-1]
+    if tie.any():
+        in_run = np.flatnonzero(np.concatenate([tie, [False]]) | np.concatenate([[False], tie]))
+        order[in_run] = order[in_run[np.lexsort((order[in_run], ks[in_run]))]]
+    return order
+
+
 def lookup_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     """Position of each key in ``sorted_keys``, or -1 (keys sorted too: a cache-friendly search)."""
     if not len(sorted_keys):

@@ -30,7 +30,7 @@ from xforce import gxworker
 from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.docs_site import render_night
 from xforce.errors import ExtractError, UnsafePathError
-from xforce.hashing import hash64, lookup_sorted
+from xforce.hashing import hash64, lookup_sorted, stable_order
 from xforce.ledger import Ledger, utcnow
 from xforce.normalise import normalise
 from xforce.privacy import remember_tokens
@@ -461,7 +461,7 @@ class SeenIds:
         if not valid.any():
             return pa.array(out)
         h = hash64(ids.drop_null())
-        order = np.argsort(h, kind="stable")  # equal hashes keep row order: the first is the earliest
+        order = stable_order(h)  # equal hashes keep row order: the first is the earliest
         hs = h[order]
         new = np.ones(len(hs), dtype=bool)
         new[1:] = hs[1:] != hs[:-1]  # first in this batch

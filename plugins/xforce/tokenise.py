@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from xforce.hashing import hash64, lookup_sorted
+from xforce.hashing import hash64, lookup_sorted, stable_order
 
 DIGEST = pa.binary(32)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -108,7 +108,7 @@ class PlateTokens:
         encoded = pc.dictionary_encode(plates)
         distinct = encoded.dictionary  # no null in it
         hashes = hash64(distinct)
-        order = np.argsort(hashes, kind="stable")
+        order = stable_order(hashes)
         pos = np.empty(len(distinct), dtype=np.int64)
         pos[order] = self._find(hashes[order])
         if len(self.plates):  # confirm each hash match on the plate itself

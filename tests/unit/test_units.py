@@ -495,3 +495,24 @@ def test_first_occurrences_keeps_row_order_in_large_batches() -> None:
         reference.add(i)
     assert got.sum() == len(reference)
     assert got.tolist() == want
+
+
+def test_stable_order_matches_the_stable_sort_with_many_ties() -> None:
+    from xforce.hashing import stable_order
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 17, 1000, 50_000):
+        keys = rng.integers(0, max(1, n // 5), size=n, dtype=np.uint64)  # about five of each key
+        assert (stable_order(keys) == np.argsort(keys, kind="stable")).all()
+    distinct = rng.permutation(np.arange(10_000, dtype=np.uint64) * np.uint64(2**40))
+    assert (stable_order(distinct) == np.argsort(distinct, kind="stable")).all()
+
+
+def test_malloc_tuning_applies_on_glibc_linux() -> None:
+    import platform
+
+    from xforce.pipeline import _malloc_hands_back
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt only: elsewhere the tuning is left out by design")
+    assert _malloc_hands_back() is True
