@@ -33,7 +33,7 @@ RESULT_FORMAT = {
     "return_unexpected_index_query": False,
     "partial_unexpected_count": 0,
 }
-#: Columns GX sees: never the clear plate outside this process, never stored.
+#: Derived columns GX judges beside the suite's own (they never reach a published file).
 DERIVED = ("_first_occurrence", "_incident_known")
 
 
