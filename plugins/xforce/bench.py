@@ -54,13 +54,13 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
         while not stop.wait(0.02):
             try:
                 tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
+            except psutil.NoSuchProcess:  # the process has ended: wait4 below has its figures
                 return
             total = 0
             for p in tree:
                 try:
                     total += p.memory_info().rss
-                except psutil.NoSuchProcess:
+                except psutil.NoSuchProcess:  # a child that ended between listing and reading holds no memory
                     continue
             peak = max(peak, total)
 

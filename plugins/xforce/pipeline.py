@@ -605,7 +605,8 @@ MAP_FLUSH_PLATES = 200_000
 def _pseudonymise(state: _ExtractState, dataset: str, raw_ref: str, table: pa.Table) -> pa.Table:
     """``table`` with the token of its ``plate`` (and the key version) beside it. The clear plate
     stays for validation and is dropped before anything is written (``_finish_batch``); it leaves
-    this process only into the restricted token map (``_remember``)."""
+    this process only to the GX worker (a batch's distinct plates, over a pipe, never stored) and
+    into the restricted token map (``_remember``)."""
     tokens = state.plates.tokenise(table.column("plate"))
     if state.plates.pending >= MAP_FLUSH_PLATES or state.plates.full:  # bounded memory
         _remember(state, raw_ref)
