@@ -84,3 +84,38 @@ def test_a_dead_worker_is_a_validator_error_then_a_new_worker_starts() -> None:
     results = gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)  # a new worker
     assert gxworker._get().proc.pid != worker.proc.pid
     assert sum(not r.success for r in results) == 3  # all but camera_id's not-null
+
+
+def test_the_whole_anpr_suite_gives_the_answers_of_gx_in_process() -> None:
+    """Every expectation of a real suite, with suite parameters and failing rows in each column:
+    the worker's answers are GX's own in this process."""
+    from datetime import UTC, datetime
+
+    doc = load_suite(Settings.from_env().expectations_dir, "anpr_reads")
+    suite = {"name": doc["name"], "expectations": doc["expectations"], "meta": doc.get("meta")}
+    t = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    frame = pa.table(
+        {
+            "source_id": ["R1", "R 2", None, "R4", "R5"],
+            "read_at": pa.array([t, t, None, datetime(2020, 1, 1, tzinfo=UTC), t], pa.timestamp("us", tz="UTC")),
+            "camera_id": ["C1", "C2", "C3", None, "C\t5"],
+            "plate": ["AB12CDE", None, "NOT A PLATE", "K1", "AB12CDE"],
+            "latitude": [52.6, 52.6, 10.0, None, 52.6],
+            "longitude": [1.2, 1.2, 1.2, 1.2, 99.0],
+            "force_code": ["norfolk", "norfolk", "kent", "mars", None],
+            "_first_occurrence": [True, True, False, True, True],
+        }
+    )
+    params = {
+        "night_start": datetime(2026, 11, 26, 22, tzinfo=UTC),
+        "night_end": datetime(2026, 11, 28, 2, tzinfo=UTC),
+        "lat_min": 51.0,
+        "lat_max": 53.5,
+        "lon_min": -1.0,
+        "lon_max": 2.0,
+    }
+    here = gxworker.execute(frame, suite, params, RESULT_FORMAT)
+    there = gxworker.run_suite(frame, suite, params, RESULT_FORMAT)
+    assert _comparable(there) == _comparable(here)
+    assert len(here) == len(doc["expectations"]) and not all(r.success for r in here)
+    assert sum(len(r.unexpected_index) for r in here) >= 8

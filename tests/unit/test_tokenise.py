@@ -26,27 +26,49 @@ def test_tokens_are_hmac_sha256_hex_with_nulls_kept() -> None:
     assert token("AB12CDE", KEY) == _reference(["AB12CDE"])[0]
 
 
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"long-key-" * 20])
+def test_digests_are_rfc_2104_hmac_for_any_key_length(key: bytes) -> None:
+    plates = ["AB12CDE", "ÉÈ12", "Z"]
+    got = tokenise(pa.array(plates), key).to_pylist()
+    assert got == [hmac.new(key, p.encode(), hashlib.sha256).hexdigest() for p in plates]
+
+
 def test_cache_across_batches_and_past_its_limit_gives_the_same_tokens() -> None:
     rng = np.random.default_rng(5)
     cache = PlateTokens(KEY, limit=100)
-    handed: dict[str, str] = {}  # pairs handed out since the cache last started again
     fulls = 0
-    for top in (40, 60, 60, 200, 60, 60):
+    for top in (40, 60, 60, 200, 60, 60, 300, 80):
         plates = [None if v == 0 else f"P{v}" for v in rng.integers(0, top, 300)]
+        before = set(cache.plates.to_pylist())
         got = cache.tokenise(pa.chunked_array([pa.array(plates[:100]), pa.array(plates[100:])]))
         assert got.to_pylist() == _reference(plates)
-        held, full = len(cache), cache.full
+        full = cache.full
         p, t = cache.take_new_pairs()
         new = dict(zip(p.to_pylist(), t.to_pylist(), strict=True))
-        assert not set(new) & set(handed)  # only the plates not handed out before
+        assert set(new) == {x for x in plates if x} - before  # each plate not held is handed out, once
         assert all(_reference([k])[0] == v for k, v in new.items())  # what the token map keeps
-        handed.update(new)
-        assert set(handed) == {x for x in plates if x} | (set(handed) - set(plates))
-        assert len(cache) == (0 if full else held)  # kept for the next batch unless over the limit
+        kept = cache.plates.to_pylist()
+        assert len(kept) == len(set(kept)) and cache.pending == 0
         if full:
             fulls += 1
-            handed.clear()  # a fresh cache hands its plates out again
-    assert fulls >= 1 and cache.take_new_pairs()[0].to_pylist() == []
+            assert 0 < len(kept) <= cache.limit * cache.KEEP and set(kept) <= before | set(new)
+        else:
+            assert set(kept) == before | set(new)
+    assert fulls >= 2 and cache.take_new_pairs()[0].to_pylist() == []
+
+
+def test_a_full_cache_keeps_the_plates_found_again_most() -> None:
+    cache = PlateTokens(KEY, limit=10)
+    cache.KEEP = 0.2  # two plates survive a fill
+    cache.tokenise(pa.array([f"A{i}" for i in range(6)]))
+    cache.tokenise(pa.array(["A0", "A1", "A2"]))
+    cache.tokenise(pa.array(["A1", "A2", "B0", "B1", "B2", "B3"]))  # A1, A2 found twice; A0 once
+    assert cache.full
+    assert len(cache.take_new_pairs()[0]) == 10
+    assert cache.plates.to_pylist() == ["A1", "A2"] and not cache.full
+    tokens = cache.tokenise(pa.array(["A2", "A0", None]))
+    assert tokens.to_pylist() == _reference(["A2", "A0", None])
+    assert cache.take_new_pairs()[0].to_pylist() == ["A0"]  # A2 was kept: not handed out again
 
 
 def test_to_hex_on_slices_with_nulls() -> None:
