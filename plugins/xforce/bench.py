@@ -1,7 +1,7 @@
 """``make bench``: ANPR ingest against a plain conversion and against the naive task.
 
-On the same generated Norfolk ANPR extract of N reads, each as a whole process (wall time and
-peak RSS summed over the process and its GX worker, sampled):
+On the same generated Norfolk ANPR extract of N reads, each as a whole process (wall time, and
+peak RSS and PSS summed over the process and its GX worker, sampled):
 
   (a) DuckDB ``COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT parquet, COMPRESSION zstd)``
   (b) the naive task: pandas ``read_csv`` -> Great Expectations on the whole DataFrame (the same
@@ -34,23 +34,28 @@ BIN = Path(sys.executable).parent
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run one process; its wall time and peak RSS, or raise on failure.
+    """Run one process; its wall time and peak memory, or raise on failure.
 
-    ``rss_mb`` is the peak of the RSS summed over the process and every process it started (the
-    Great Expectations worker of ``xforce ingest``), sampled every 20 ms; ``own_rss_mb`` the
-    process's own peak from ``wait4``. A sum of RSS counts shared library pages once per process:
-    it errs high.
+    - ``rss_mb``: the peak of the RSS summed over the process and every process it started (the
+      Great Expectations worker of ``xforce ingest``), sampled every 20 ms. A sum of RSS counts a
+      shared library once per process that maps it: it errs high.
+    - ``pss_mb``: the peak of the tree's proportional set size (each shared page split among the
+      processes that map it, so counted once in the sum): the memory the tree holds. Read whenever
+      the summed RSS is within 3 % of its peak so far, at most every 100 ms (a read costs a few ms).
+    - ``own_rss_mb``: from ``wait4``: the largest peak of any one process of the tree (Linux takes
+      the children a process has waited for into its figure).
     """
     import psutil
 
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         root = psutil.Process(proc.pid)
+        pss_read = 0.0
         while not stop.wait(0.02):
             try:
                 tree = [root, *root.children(recursive=True)]
@@ -63,6 +68,14 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
                 except psutil.NoSuchProcess:  # a child that ended between listing and reading holds no memory
                     continue
             peak = max(peak, total)
+            if total >= 0.97 * peak and time.monotonic() - pss_read >= 0.1:
+                pss_read, pss = time.monotonic(), 0
+                for p in tree:
+                    try:
+                        pss += p.memory_full_info().pss
+                    except psutil.NoSuchProcess:  # (as above)
+                        continue
+                peak_pss = max(peak_pss, pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -74,7 +87,12 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
     own = usage.ru_maxrss / 1024
-    return {"wall_s": round(wall, 2), "rss_mb": round(max(peak / 2**20, own), 1), "own_rss_mb": round(own, 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "rss_mb": round(max(peak / 2**20, own), 1),
+        "pss_mb": round(peak_pss / 2**20, 1),
+        "own_rss_mb": round(own, 1),
+    }
 
 
 # ------------------------------------------------------------------ the three contenders
@@ -271,26 +289,37 @@ def ratios(rows: list[dict[str, object]]) -> dict[str, float]:
         dc = (get(hi, "c_xforce", "wall_s") or 0) - (get(lo, "c_xforce", "wall_s") or 0)
         if da:
             out["marginal (c_hi - c_lo) / (a_hi - a_lo)"] = round(dc / da, 2)
-        rl, rh = get(lo, "c_xforce", "rss_mb"), get(hi, "c_xforce", "rss_mb")
-        if rl and rh:
-            out["c RSS hi / lo"] = round(rh / rl, 2)
+        for field, label in (("rss_mb", "RSS"), ("pss_mb", "PSS")):
+            rl, rh = get(lo, "c_xforce", field), get(hi, "c_xforce", field)
+            if rl and rh:
+                out[f"c {label} hi / lo"] = round(rh / rl, 2)
     return out
 
 
 def render(results: dict[str, object]) -> str:
     lines = [
-        "| reads | CSV MB | (a) DuckDB s / MB | (b) naive s / MB | (c) xforce ingest s / MB |",
-        "|---:|---:|---:|---:|---:|",
+        "Memory: peak RSS summed over the process tree; (c) also its peak PSS (shared pages counted once).",
+        "",
+        "| reads | CSV MB | (a) DuckDB s / RSS MB | (b) naive s / RSS MB | (c) xforce ingest s / RSS MB | (c) PSS MB |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["ingest"]:  # type: ignore[attr-defined]
         cells = []
         for key in ("a_duckdb", "b_naive", "c_xforce"):
             v = row.get(key)
             cells.append(f"{v['wall_s']} / {v['rss_mb']:.0f}" if v else "-")
+        c = row.get("c_xforce") or {}
+        cells.append(f"{c['pss_mb']:.0f}" if c.get("pss_mb") else "-")
         lines.append(f"| {row['reads']:,} | {row['csv_mb']} | " + " | ".join(cells) + " |")
-    lines += ["", "| whole night (xforce run), ANPR reads per force | wall s | peak RSS MB |", "|---:|---:|---:|"]
+    lines += [
+        "",
+        "| whole night (xforce run), ANPR reads per force | wall s | peak RSS MB | peak PSS MB |",
+        "|---:|---:|---:|---:|",
+    ]
     for row in results["night"]:  # type: ignore[attr-defined]
-        lines.append(f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['rss_mb']:.0f} |")
+        lines.append(
+            f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['rss_mb']:.0f} | {row.get('pss_mb', 0):.0f} |"
+        )
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["ratios"].items()]  # type: ignore[attr-defined]
     return "\n".join(lines)
