@@ -43,7 +43,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
       processes that map it, so counted once in the sum): the memory the tree holds. Read whenever
       the summed RSS is within 3 % of its peak so far, at most every 100 ms (a read costs a few ms).
     - ``own_rss_mb``: from ``wait4``: the largest peak of any one process of the tree (Linux takes
-      the children a process has waited for into its figure).
+      the children a process has waited for into its figure, and the forking process's size at
+      the fork, which is small here).
     """
     import psutil
 

