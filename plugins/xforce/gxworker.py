@@ -74,6 +74,33 @@ def _batch_definition() -> Any:
     return definition
 
 
+#: Expectation configurations built during the current ``execute`` call (``_keep_configurations``).
+_configurations: dict[int, tuple[Any, Any]] = {}
+
+
+def _keep_configurations() -> None:
+    """GX rebuilds an expectation's configuration (a pydantic ``dict()`` and a new object) each time
+    it reads it, some 140 times per expectation per validation: about a third of a call's time.
+    In the worker the first one built is kept until the call ends (``execute`` then drops them
+    all; GX builds each expectation object afresh for a call, from the suite, and does not change it).
+
+    Only the worker process does this (``serve``): tests/unit/test_gxworker.py checks its answers
+    against GX's own, in the test's process, where GX is left as it is.
+    """
+    from great_expectations.expectations.expectation import Expectation
+
+    build = Expectation.__dict__["configuration"].fget  # GX's own property, read once
+
+    def configuration(self: Any) -> Any:
+        held = _configurations.get(id(self))
+        if held is None or held[0] is not self:  # the object is held too, so its id is not reused
+            held = (self, build(self))
+            _configurations[id(self)] = held
+        return held[1]
+
+    Expectation.configuration = property(configuration)  # type: ignore[method-assign,assignment]
+
+
 def gx_params(params: dict[str, Any]) -> dict[str, Any]:
     """Suite parameters as GX compares them with a pandas column: datetimes as ``pd.Timestamp``."""
     import pandas as pd
@@ -100,11 +127,14 @@ def execute(
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-    result = batch.validate(
-        ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta")),
-        expectation_parameters=gx_params(params),
-        result_format=result_format,
-    )
+    try:
+        result = batch.validate(
+            ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta")),
+            expectation_parameters=gx_params(params),
+            result_format=result_format,
+        )
+    finally:
+        _configurations.clear()  # (held by the worker only: see _keep_configurations)
     out = []
     for res in result.results:
         cfg = res.expectation_config
@@ -157,6 +187,7 @@ def serve() -> int:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever GX prints goes to stderr, never into a reply
     _batch_definition()
+    _keep_configurations()
     while (body := _receive(requests)) is not None:
         frame_bytes, rest = pickle.loads(body)
         frame = pa.ipc.open_stream(frame_bytes).read_all()

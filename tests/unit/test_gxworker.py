@@ -87,8 +87,9 @@ def test_a_dead_worker_is_a_validator_error_then_a_new_worker_starts() -> None:
 
 
 def test_the_whole_anpr_suite_gives_the_answers_of_gx_in_process() -> None:
-    """Every expectation of a real suite, with suite parameters and failing rows in each column:
-    the worker's answers are GX's own in this process."""
+    """Every expectation of a real suite, with suite parameters and failing rows in each column: the
+    worker (which keeps each expectation's configuration for the length of a call,
+    ``gxworker._keep_configurations``) gives the answers of GX as shipped, in this process."""
     from datetime import UTC, datetime
 
     doc = load_suite(Settings.from_env().expectations_dir, "anpr_reads")
