@@ -28,6 +28,10 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 NIGHT = "2026-11-27"
 BIN = Path(sys.executable).parent
@@ -53,6 +57,15 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
     peak = peak_pss = 0
     stop = threading.Event()
 
+    def tree_sum(tree: list[psutil.Process], figure: Callable[[psutil.Process], int]) -> int:
+        total = 0
+        for p in tree:
+            try:
+                total += figure(p)
+            except psutil.NoSuchProcess:  # a child that ended between listing and reading holds no memory
+                continue
+        return total
+
     def sample() -> None:
         nonlocal peak, peak_pss
         root = psutil.Process(proc.pid)
@@ -62,21 +75,11 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, floa
                 tree = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:  # the process has ended: wait4 below has its figures
                 return
-            total = 0
-            for p in tree:
-                try:
-                    total += p.memory_info().rss
-                except psutil.NoSuchProcess:  # a child that ended between listing and reading holds no memory
-                    continue
+            total = tree_sum(tree, lambda p: p.memory_info().rss)
             peak = max(peak, total)
             if total >= 0.97 * peak and time.monotonic() - pss_read >= 0.1:
-                pss_read, pss = time.monotonic(), 0
-                for p in tree:
-                    try:
-                        pss += p.memory_full_info().pss
-                    except psutil.NoSuchProcess:  # (as above)
-                        continue
-                peak_pss = max(peak_pss, pss)
+                pss_read = time.monotonic()
+                peak_pss = max(peak_pss, tree_sum(tree, lambda p: p.memory_full_info().pss))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

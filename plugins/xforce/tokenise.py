@@ -119,10 +119,10 @@ class PlateTokens:
         self._offsets = _Appendable(np.int32, room + 1, np.zeros(1, dtype=np.int32))
         self._digests = _Appendable(np.uint8, room * 32)
         self._hashes = _Appendable(np.uint64, room)
+        self._hits = _Appendable(np.uint32, room)  # per plate: times found again since it was added
         self._append(plates, digests, hashes)
-        self._hits = np.zeros(len(hashes), dtype=np.uint32)
         self.taken = len(hashes)  # plates already handed out by take_new_pairs
-        order = np.argsort(hashes, kind="stable")
+        order = stable_order(hashes)
         self._main = hashes[order], order.astype(np.int64)
         self._recent = self._main[0][:0], self._main[1][:0]
 
@@ -136,6 +136,7 @@ class PlateTokens:
         self._offsets.append(offsets[1:] - offsets[0] + self._offsets.view()[-1])
         self._digests.append(digests)
         self._hashes.append(hashes)
+        self._hits.append(np.zeros(len(hashes), dtype=np.uint32))
 
     def __len__(self) -> int:
         return self._hashes.n
@@ -185,7 +186,7 @@ class PlateTokens:
             same = pc.equal(pc.take(self.plates, pa.array(pos[found])), distinct.take(pa.array(found)))
             pos[found[~same.to_numpy(zero_copy_only=False)]] = -1
         missing = pos < 0
-        self._hits[pos[~missing]] += 1  # distinct plates: each position once
+        self._hits.view()[pos[~missing]] += 1  # distinct plates: each position once
         fresh = distinct.filter(pa.array(missing))
         fresh_digests = _digests(fresh, self.key)
         known = pa.array(np.where(missing, 0, pos), mask=missing)
@@ -193,7 +194,6 @@ class PlateTokens:
         if len(fresh):
             start = len(self)
             self._append(fresh, np.frombuffer(fresh_digests.buffers()[1], dtype=np.uint8), hashes[missing])
-            self._hits = np.concatenate([self._hits, np.zeros(len(fresh), dtype=np.uint32)])
             self._index(hashes[missing], np.arange(start, start + len(fresh), dtype=np.int64))
         # hex per row from the digests taken per row: a take of fixed 32-byte values and one table
         # lookup a byte, cheaper than taking 64-character strings
@@ -215,10 +215,10 @@ class PlateTokens:
         pairs = pa.concat_arrays([self.plates[self.taken :]]), to_hex(self.digests[self.taken :])
         self.taken = len(self)
         if self.full:
-            again = np.flatnonzero(self._hits)
+            again = np.flatnonzero(self._hits.view())
             most = int(self.limit * self.KEEP)
             if len(again) > most:
-                again = again[np.argpartition(self._hits[again], len(again) - most)[len(again) - most :]]
+                again = again[np.argpartition(self._hits.view()[again], len(again) - most)[len(again) - most :]]
             again.sort()  # in the order they were added
             digests = self._digests.view().reshape(-1, 32)[again].ravel()
             self._start(self.plates.take(pa.array(again)), digests, self._hashes.view()[again])
