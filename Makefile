@@ -32,9 +32,9 @@ test-unit: install
 	$(BIN)/python -m pytest -m unit
 
 lint: install
-	$(BIN)/ruff check plugins dags tests
-	$(BIN)/ruff format --check plugins dags tests
-	$(BIN)/mypy plugins/xforce
+	$(BIN)/ruff check plugins dags tests tools
+	$(BIN)/ruff format --check plugins dags tests tools
+	$(BIN)/mypy plugins/xforce tools/xforce_tools
 
 lock-check: install
 	rm -f /tmp/xforce-lock.raw
@@ -43,7 +43,7 @@ lock-check: install
 	grep -v '^#' requirements.lock | grep -v '^ ' | diff - /tmp/xforce-lock.txt
 
 bench: install
-	$(BIN)/python -m xforce.bench
+	$(BIN)/python -m xforce_tools.bench
 
 clean:
 	rm -rf data

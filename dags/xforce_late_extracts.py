@@ -5,7 +5,7 @@ Every hour:
 
 1. **find_late_nights**: for each night published in the last 14 days, compare the landing folders with
    the run ledger; a night is late when an extract landed that was missing at its run, or a file is new,
-   or its checksum differs (a changed re-delivery). Logic: `xforce.late.find_late_nights`.
+   or its checksum differs (a changed re-delivery). Logic: `xforce.exchange.late.find_late_nights`.
 2. **trigger_nightly** (one per late night): triggers `xforce_nightly` with conf `{"night": D}`. The run id
    is derived from the late files' state, so the same late files trigger one run, not one an hour
    (an existing run is skipped). The rerun lands, validates and republishes the night atomically; a
@@ -37,12 +37,9 @@ def xforce_late_extracts() -> None:
     @task(doc_md="Published nights of the last 14 days whose landing has files the ledger does not have.")
     def find_late_nights() -> list[dict]:
         """One trigger (run id and conf) per night with late extracts."""
-        from xforce import late, pipeline
+        from xforce.airflow import tasks
 
-        found = late.find_late_nights(pipeline.Context.from_env())
-        for n in found:
-            print(f"{n.night}: " + "; ".join(f"{e.force}/{e.dataset} {e.reason}" for e in n.extracts))
-        return [n.conf() for n in found]
+        return tasks.find_late_nights()
 
     TriggerDagRunOperator.partial(
         task_id="trigger_nightly",

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
+
+from xforce.airflow.assets import CURATED
 
 TZ = "Europe/London"
 
 
 def _alert_missing_extract(context: dict) -> None:
     """A skipped validate task means its extract never landed: alert past the cut-off (config/quality.yaml)."""
-    from xforce import quality
+    from xforce.airflow import tasks
 
-    quality.on_validate_skipped(context)
+    tasks.on_validate_skipped(context)
 
 
 @dag(
@@ -63,18 +65,16 @@ def xforce_nightly() -> None:
     @task
     def plan_night(params: dict | None = None, logical_date: datetime | None = None, run_id: str | None = None) -> str:
         """Work out the night; record folders in landing that name no known force."""
-        from xforce import pipeline, tasks
+        from xforce.airflow import tasks
 
-        night = tasks.resolve_night(params or {}, logical_date, TZ)
-        pipeline.scan_landing(pipeline.Context.from_env(), night, str(run_id))
-        return night
+        return tasks.plan_night(params or {}, logical_date, str(run_id), TZ)
 
     @task
     def plan_extracts(night: str, datasets: list[str]) -> list[dict[str, str]]:
         """One item per force x dataset, from the force registry (config/forces.yaml)."""
-        from xforce import pipeline
+        from xforce.airflow import tasks
 
-        return pipeline.plan_night(pipeline.Context.from_env(), night, tuple(datasets))
+        return tasks.plan_extracts(night, datasets)
 
     @task(
         map_index_template="{{ xforce_label }}",
@@ -83,10 +83,10 @@ def xforce_nightly() -> None:
     )
     def land_extract(item: dict[str, str], run_id: str | None = None) -> dict:
         """Copy this force's files for the night from landing to raw (SHA-256, immutable)."""
-        from xforce import tasks
+        from xforce.airflow import tasks
 
         get_current_context()["xforce_label"] = f"{item['force']}/{item['dataset']}"  # type: ignore[typeddict-unknown-key]
-        return tasks.land(item, str(run_id))
+        return tasks.land_extract(item, str(run_id))
 
     @task(
         map_index_template="{{ xforce_label }}",
@@ -101,25 +101,22 @@ def xforce_nightly() -> None:
     )
     def validate_extract(ref: dict, run_id: str | None = None) -> dict:
         """Normalise, validate with GX, tokenise plates, split quarantine, stage."""
-        from xforce import tasks
+        from xforce.airflow import tasks
 
         get_current_context()["xforce_label"] = f"{ref['force']}/{ref['dataset']}"  # type: ignore[typeddict-unknown-key]
-        return tasks.process(ref, str(run_id))
+        return tasks.process_extract(ref, str(run_id))
 
     @task(
         trigger_rule="all_done",
         # one asset event per curated dataset on every publish: xforce_reports (and any analyst's
         # DAG) is scheduled on these, not on the clock
-        outlets=[
-            Asset(name=f"xforce_curated_{d}", uri=f"xforce://curated/dataset={d}")
-            for d in ("incidents", "anpr_reads", "seizures")
-        ],
+        outlets=CURATED,
     )
     def publish_night(night: str, run_id: str | None = None) -> list[dict]:
         """Publish every staged extract atomically, write manifests, print the table."""
-        from xforce import tasks
+        from xforce.airflow import tasks
 
-        return tasks.publish(night, str(run_id))
+        return tasks.publish_night(night, str(run_id))
 
     night = plan_night()
     primary = plan_extracts(night, ["incidents", "anpr_reads"])

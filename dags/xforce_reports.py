@@ -23,13 +23,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-#: The same assets `publish_night` in xforce_nightly lists as outlets.
-CURATED = [
-    Asset(name=f"xforce_curated_{d}", uri=f"xforce://curated/dataset={d}")
-    for d in ("incidents", "anpr_reads", "seizures")
-]
+from xforce.airflow.assets import CURATED  # the assets publish_night in xforce_nightly emits
 
 
 @dag(
@@ -57,12 +53,9 @@ def xforce_reports() -> None:
     )
     def build_reports(params: dict | None = None, triggering_asset_events: object = None) -> list[dict]:
         """Build every report for the nights the triggering runs published."""
-        from xforce import pipeline, reports
+        from xforce.airflow import tasks
 
-        ctx = pipeline.Context.from_env()
-        run_ids = reports.source_run_ids(triggering_asset_events)  # type: ignore[arg-type]
-        nights = reports.nights_to_report(ctx.ledger, run_ids, (params or {}).get("night"))
-        return [reports.build_reports(ctx.settings, night, list(ctx.registry.forces))["files"] for night in nights]
+        return tasks.build_reports(params or {}, triggering_asset_events)
 
     build_reports()
 

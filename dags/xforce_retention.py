@@ -42,16 +42,16 @@ def xforce_retention() -> None:
     @task(doc_md="List the expired partitions of every zone (paths only) from `config/retention.yaml`.")
     def plan_retention(params: dict | None = None) -> list[dict]:
         """List the expired partitions."""
-        from xforce import retention
+        from xforce.airflow import tasks
 
-        return retention.task_plan(params or {})
+        return tasks.plan_retention(params or {})
 
     @task(doc_md="Delete the listed partitions and log each deletion in the ledger; a dry run only prints.")
     def apply_retention(expired: list[dict], params: dict | None = None, run_id: str | None = None) -> dict:
         """Delete (or, in a dry run, only print) the expired partitions."""
-        from xforce import retention
+        from xforce.airflow import tasks
 
-        return retention.task_apply(params or {}, expired, str(run_id))
+        return tasks.apply_retention(params or {}, expired, str(run_id))
 
     apply_retention(plan_retention())
 

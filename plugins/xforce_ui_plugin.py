@@ -46,7 +46,7 @@ def build_app() -> Any:
 
     @app.get("/grid", response_class=HTMLResponse)
     def grid(nights: int = Query(7, ge=1, le=62), until: str | None = None) -> HTMLResponse:
-        from xforce.ui import views
+        from xforce.airflow import views
 
         if until is not None:
             _night(until)
@@ -54,7 +54,7 @@ def build_app() -> Any:
 
     @app.get("/scorecard", response_class=HTMLResponse)
     def scorecard(until: str | None = None) -> HTMLResponse:
-        from xforce.ui import views
+        from xforce.airflow import views
 
         src = views.sources_from_env()
         last = _night(until) if until else views.latest_night(src.ledger)
@@ -63,7 +63,7 @@ def build_app() -> Any:
 
     @app.get("/extract/{night}/{force}/{dataset}", response_class=HTMLResponse)
     def extract(night: str, force: str, dataset: str) -> HTMLResponse:
-        from xforce.ui import views
+        from xforce.airflow import views
 
         page = views.extract_page(views.sources_from_env(), _night(night), force, dataset)
         if page is None:
@@ -72,10 +72,10 @@ def build_app() -> Any:
 
     @app.get("/docs/{path:path}")
     def docs(path: str) -> Response:
-        from xforce.docs_site import ROOT
+        from xforce.airflow import views
         from xforce.errors import UnsafePathError
-        from xforce.storage import safe_relpath
-        from xforce.ui import views
+        from xforce.store.layout import VALIDATION as ROOT
+        from xforce.store.zones import safe_relpath
 
         kinds = {".html": "text/html; charset=utf-8", ".json": "application/json"}
         kind = next((v for k, v in kinds.items() if path.endswith(k)), None)

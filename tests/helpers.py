@@ -8,42 +8,44 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from xforce import pipeline
+from xforce import context
+from xforce.exchange import land, process, publish
 from xforce.schemas import DATASETS
+from xforce.store import layout
 
 
-def run_night_plain(ctx: pipeline.Context, night: str) -> str:
+def run_night_plain(ctx: context.Context, night: str) -> str:
     """The DAG's steps in the DAG's order, called directly (for unit tiers)."""
     run_id = f"test__{uuid.uuid4().hex[:8]}"
-    pipeline.scan_landing(ctx, night, run_id)
-    items = pipeline.plan_night(ctx, night)
+    land.scan_landing(ctx, night, run_id)
+    items = land.plan_night(ctx, night)
     for wave in (("incidents", "anpr_reads"), ("seizures",)):
         for item in items:
             if item["dataset"] in wave:
-                ref = pipeline.land_extract(ctx, night, item["force"], item["dataset"], run_id)
-                pipeline.process_extract(ctx, ref, run_id)
-    pipeline.publish_night(ctx, night, run_id)
+                ref = land.land_extract(ctx, night, item["force"], item["dataset"], run_id)
+                process.process_extract(ctx, ref, run_id)
+    publish.publish_night(ctx, night, run_id)
     return run_id
 
 
-def outputs(ctx: pipeline.Context, dataset: str, night: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def outputs(ctx: context.Context, dataset: str, night: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per force: published source ids (Counter) and quarantined source_id -> [reasons]."""
     published: dict[str, Counter[str]] = defaultdict(Counter)
     quarantined: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for force in ctx.registry.forces:
-        part = f"{pipeline.partition(dataset, night, force)}/part-0.parquet"
-        if ctx.zone("curated").exists(part):
-            t = ctx.zone("curated").read_parquet(part)
+        part = layout.part_file(dataset, night, force)
+        if ctx.zones.curated.exists(part):
+            t = ctx.zones.curated.read_parquet(part)
             published[force].update(t.column("source_id").to_pylist())
-        if ctx.zone("quarantine").exists(part):
-            t = ctx.zone("quarantine").read_parquet(part)
+        if ctx.zones.quarantine.exists(part):
+            t = ctx.zones.quarantine.read_parquet(part)
             for sid, reason in zip(t.column("source_id").to_pylist(), t.column("reason").to_pylist(), strict=True):
                 quarantined[force][sid].append(reason)
     return published, quarantined
 
 
 def check_against_truth(
-    ctx: pipeline.Context, night: str, truth: dict[str, Any], skip: set[tuple[str, str]] = frozenset()
+    ctx: context.Context, night: str, truth: dict[str, Any], skip: set[tuple[str, str]] = frozenset()
 ) -> None:  # type: ignore[assignment]
     """Every defect quarantined with its reason; every clean record published exactly once."""
     for dataset in DATASETS:

@@ -55,7 +55,12 @@ def ensure_dev_key(data_dir: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from xforce.generate import generate_night
+    try:  # a developer tool (tools/xforce_tools), not part of the runtime image
+        from xforce_tools.generate import generate_night
+    except ImportError as exc:
+        raise XforceError(
+            f"the extract generator is a developer tool: install the project with `make install` ({exc})"
+        ) from None
 
     truth = generate_night(
         date.fromisoformat(args.date),
@@ -76,7 +81,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def prepare_airflow() -> Settings:
     """Configure this process for Airflow on the project's settings and migrate its metadata DB."""
-    from xforce.airflow_env import airflow_env
+    from xforce.airflow.env import airflow_env
     from xforce.settings import Settings
 
     settings = Settings.from_env()
@@ -85,11 +90,11 @@ def prepare_airflow() -> Settings:
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     os.environ.update(env)
     # The migration runs in its own process, and Great Expectations is imported in its worker
-    # process (xforce.gxworker), while this one imports Airflow's DagBag: on two cores the fixed
+    # process (xforce.quality.gxworker), while this one imports Airflow's DagBag: on two cores the fixed
     # costs overlap instead of adding up.
     migrate = subprocess.Popen([airflow, "db", "migrate"], env=env, stdout=subprocess.DEVNULL)
     try:
-        from xforce import gxworker
+        from xforce.quality import gxworker
 
         gxworker.start()
         from airflow.dag_processing.dagbag import DagBag  # noqa: F401
@@ -102,15 +107,13 @@ def prepare_airflow() -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     prepare_airflow()
-    from xforce.tasks import format_table
-
     state = run_dag_test(args.date)
-    from xforce import pipeline
+    from xforce import context
+    from xforce.exchange import publish
 
     print(f"\nxforce_nightly for {args.date}: run {state}")
-    print(format_table(pipeline.night_table(pipeline.Context.from_env(), args.date)))
+    print(publish.format_table(publish.night_table(context.Context.from_env(), args.date)))
     return 0 if state == "success" else 1
 
 
@@ -146,16 +149,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 2
     nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     settings = prepare_airflow()
-    from xforce import pipeline
+    from xforce import context
+    from xforce.exchange import publish
 
     states: list[tuple[str, str, str]] = []
     for night in nights:
         state = run_dag_test(night)
-        rows = pipeline.night_table(pipeline.Context.from_env(), night)
+        rows = publish.night_table(context.Context.from_env(), night)
         published = sum(r["status"] == "published" for r in rows)
         note = f"{published}/{len(rows)} extracts published"
         if args.reports and state == "success":
-            from xforce import reports
+            from xforce.reports import queries as reports
 
             built = reports.build_reports(settings, night)
             note += f"; reports: {built['files']['html']}"
@@ -169,7 +173,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from xforce import reports
+    from xforce.reports import queries as reports
     from xforce.settings import Settings
 
     built = reports.build_reports(Settings.from_env(), args.date)
@@ -180,46 +184,50 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from xforce import gxworker, pipeline, tasks
-    from xforce.storage import Zone
+    from xforce import context
+    from xforce.exchange import land, process, publish, tuning
+    from xforce.quality import gxworker
+    from xforce.store import layout
+    from xforce.store.zones import Zone
 
+    tuning.arrow_memory_pool()  # this command's own process: tuned once, here at its edge
     gxworker.start()  # GX's import runs in its worker while this process lands the file
-    ctx = pipeline.Context.from_env()
+    ctx = context.Context.from_env()
     ensure_dev_key(ctx.settings.data_dir)
     ctx.registry.force(args.force)
     src = Path(args.file)
     if not src.is_file():
         print(f"xforce ingest: no such file {src}", file=sys.stderr)
         return 2
-    landing = ctx.zone("landing")
-    landing.copy_from(Zone(str(src.parent.resolve())), src.name, f"{args.force}/{args.dataset}/{args.date}/{src.name}")
+    landing = ctx.zones.landing
+    delivery = layout.delivery_dir(args.force, args.dataset, args.date)
+    landing.copy_from(Zone(str(src.parent.resolve())), src.name, f"{delivery}/{src.name}")
     run_id = f"ingest__{args.force}__{args.dataset}__{args.date}__{uuid.uuid4().hex[:8]}"
-    ref = pipeline.land_extract(ctx, args.date, args.force, args.dataset, run_id)
-    pipeline.process_extract(ctx, ref, run_id)
-    pipeline.publish_night(ctx, args.date, run_id)
-    rows = [
-        r for r in pipeline.night_table(ctx, args.date) if r["force"] == args.force and r["dataset"] == args.dataset
-    ]
-    print(tasks.format_table(rows))
+    ref = land.land_extract(ctx, args.date, args.force, args.dataset, run_id)
+    process.process_extract(ctx, ref, run_id)
+    publish.publish_night(ctx, args.date, run_id)
+    rows = [r for r in publish.night_table(ctx, args.date) if r["force"] == args.force and r["dataset"] == args.dataset]
+    print(publish.format_table(rows))
     return 0 if rows and rows[0]["status"] == "published" else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from xforce import pipeline, tasks
+    from xforce import context
+    from xforce.exchange import publish
 
-    print(tasks.format_table(pipeline.night_table(pipeline.Context.from_env(), args.date)))
+    print(publish.format_table(publish.night_table(context.Context.from_env(), args.date)))
     return 0
 
 
 def cmd_reidentify(args: argparse.Namespace) -> int:
-    from xforce import privacy
-    from xforce.ledger import Ledger
+    from xforce.privacy import tokenmap as privacy
     from xforce.settings import Settings
+    from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
     found = privacy.reidentify(
         s.restricted,
-        Ledger(s.ledger_url, s.sql_dir),
+        open_ledger(s.ledger_url, s.sql_dir),
         args.token,
         purpose=args.purpose,
         requested_by=args.requested_by,
@@ -230,11 +238,11 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from xforce.ledger import Ledger
     from xforce.settings import Settings
+    from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
-    rows = Ledger(s.ledger_url, s.sql_dir).reidentifications(args.token)
+    rows = open_ledger(s.ledger_url, s.sql_dir).reidentifications(args.token)
     cols = ("at", "requested_by", "os_user", "outcome", "key_version", "token", "purpose")
     print("\t".join(cols))
     for r in rows:
@@ -243,23 +251,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from xforce import retention
-    from xforce.ledger import Ledger
+    from xforce.privacy import retention
     from xforce.settings import Settings
+    from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
     policy = retention.load_policy(s.config_dir)
     today = date.fromisoformat(args.today) if args.today else policy.today()
     done = retention.apply(
-        s, Ledger(s.ledger_url, s.sql_dir), policy, today, dry_run=args.dry_run, run_id=f"cli__{uuid.uuid4().hex[:8]}"
+        s,
+        open_ledger(s.ledger_url, s.sql_dir),
+        policy,
+        today,
+        dry_run=args.dry_run,
+        run_id=f"cli__{uuid.uuid4().hex[:8]}",
     )
     print(retention.format_plan(done, args.dry_run))
     return 0
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
-    from xforce import policies
-    from xforce.contracts import load_registry
+    from xforce.intake.contracts import load_registry
+    from xforce.privacy import policies
     from xforce.settings import Settings
 
     s = Settings.from_env()
@@ -269,15 +282,15 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
-    from xforce import privacy
-    from xforce.ledger import Ledger
+    from xforce.privacy import tokenmap as privacy
     from xforce.settings import Settings, hmac_key
+    from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
     version, key = hmac_key()
     zones = {"curated": s.curated, "quarantine": s.quarantine, "restricted": s.restricted}
     report = privacy.rotate_key(
-        zones, Ledger(s.ledger_url, s.sql_dir), new_version=version, new_key=key, retire_old=not args.keep_old_map
+        zones, open_ledger(s.ledger_url, s.sql_dir), new_version=version, new_key=key, retire_old=not args.keep_old_map
     )
     print(f"rotated {len(report.partitions)} partition(s) to key version {version}; {report.skipped} already current")
     for f in report.failed:

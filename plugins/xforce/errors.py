@@ -33,12 +33,6 @@ class ExtractError(XforceError):
     kind = "unreadable"
 
 
-class MissingExtractError(XforceError):
-    """No extract landed for a force, dataset and night."""
-
-    kind = "missing"
-
-
 class ValidatorError(XforceError):
     """Great Expectations could not run: its process ended, or GX itself failed on a suite."""
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from xforce.datasets import DATASETS as DATASETS  # re-exported: the canonical schemas are per dataset
+
 SCHEMA_VERSION = "v1"
-DATASETS = ("incidents", "anpr_reads", "seizures")
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 

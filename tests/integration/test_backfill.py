@@ -26,9 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xforce import late, pipeline, reports
-from xforce.generate import extract_path, generate_night
+from xforce import context
+from xforce.exchange import late
+from xforce.reports import queries as reports
 from xforce.schemas import DATASETS
+from xforce.store import layout
+from xforce_tools.generate import extract_path, generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -126,19 +129,19 @@ def _config(base: Path) -> Path:
     return config
 
 
-def _snapshot(ctx: pipeline.Context, nights: list[str]) -> dict[str, object]:
+def _snapshot(ctx: context.Context, nights: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for night in nights:
         for dataset in DATASETS:
             for force in FORCES:
-                part = f"{pipeline.partition(dataset, night, force)}/part-0.parquet"
+                part = layout.part_file(dataset, night, force)
                 for zone in ("curated", "quarantine"):
-                    if ctx.zone(zone).exists(part):
-                        t = ctx.zone(zone).read_parquet(part)
+                    if ctx.zones.named(zone).exists(part):
+                        t = ctx.zones.named(zone).read_parquet(part)
                         out[f"{zone}/{part}"] = t.sort_by(
                             [("source_file", "ascending"), ("source_record", "ascending")]
                         ).to_pylist()
-            manifest = ctx.zone("curated").read_json(f"dataset={dataset}/date={night}/_manifest.json")
+            manifest = ctx.zones.curated.read_json(f"dataset={dataset}/date={night}/_manifest.json")
             out[f"manifest/{dataset}/{night}"] = {
                 f: {
                     k: v
@@ -196,7 +199,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("XFORCE_CONFIG_DIR", env["XFORCE_CONFIG_DIR"])
         for var in ("XFORCE_CURATED_URI", "XFORCE_QUARANTINE_URI", "XFORCE_LANDING_URI", "XFORCE_LEDGER_URL"):
             mp.delenv(var, raising=False)
-        ctx = pipeline.Context.from_env()
+        ctx = context.Context.from_env()
         try:
             first = driver.result()
             snap_first = _snapshot(ctx, NIGHTS)
@@ -311,9 +314,10 @@ def test_correction_and_late_extract_are_picked_up_by_the_hourly_dag(world) -> N
     (event,) = [e for e in ctx.ledger.events(CORRECTED) if e["event"] == "superseded"]
     detail = json.loads(event["detail"])
     assert (detail["old_sha256"], detail["new_sha256"]) == (old["sha256"], new["sha256"])
-    assert all(ctx.zone("raw").exists(p) for p in detail["old_raw"])
-    part = f"{pipeline.partition('incidents', CORRECTED, 'norfolk')}/part-0.parquet"
-    rows = sum(ctx.zone(z).read_parquet(part).num_rows for z in ("curated", "quarantine") if ctx.zone(z).exists(part))
+    assert all(ctx.zones.raw.exists(p) for p in detail["old_raw"])
+    part = layout.part_file("incidents", CORRECTED, "norfolk")
+    zones = [ctx.zones.curated, ctx.zones.quarantine]
+    rows = sum(z.read_parquet(part).num_rows for z in zones if z.exists(part))
     assert rows == new["rows_in"]
     # The late extract is published, and nothing is late any more.
     assert ctx.ledger.get(LATE, "norfolk", "anpr_reads")["status"] == "published"  # type: ignore[index]

@@ -38,10 +38,10 @@ from services import (
 )
 
 from helpers import check_against_truth
-from xforce import pipeline
-from xforce.airflow_env import airflow_env
-from xforce.generate import generate_night
+from xforce import context
+from xforce.airflow.env import airflow_env
 from xforce.settings import Settings
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -272,10 +272,10 @@ def test_no_row_was_lost_or_duplicated(celery_run, monkeypatch: pytest.MonkeyPat
     env = celery_run["env"]
     for name in ("XFORCE_DATA_DIR", "XFORCE_CONFIG_DIR", "XFORCE_LEDGER_URL"):
         monkeypatch.setenv(name, env[name])
-    ctx = pipeline.Context.from_env()
+    ctx = context.Context.from_env()
     check_against_truth(ctx, NIGHT, celery_run["truth"])
     for dataset in ("incidents", "anpr_reads", "seizures"):
-        manifest = ctx.zone("curated").read_json(f"dataset={dataset}/date={NIGHT}/_manifest.json")
+        manifest = ctx.zones.curated.read_json(f"dataset={dataset}/date={NIGHT}/_manifest.json")
         assert {f["status"] for f in manifest["forces"].values()} == {"published"}
         assert manifest["run_id"] == RUN_ID
     landed = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "landed" and e["force"] == "norfolk"]

@@ -13,9 +13,11 @@ import pyarrow.compute as pc
 import pytest
 
 from helpers import check_against_truth
-from xforce import pipeline
-from xforce.generate import generate_night
+from xforce import context
+from xforce.exchange import publish
 from xforce.schemas import CANONICAL, DATASETS
+from xforce.store import layout
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +30,14 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([XFORCE, "run", "--date", NIGHT], env=env, capture_output=True, text=True, timeout=900)
 
 
-def _snapshot(ctx: pipeline.Context) -> dict[str, object]:
+def _snapshot(ctx: context.Context) -> dict[str, object]:
     out: dict[str, object] = {}
     for dataset in DATASETS:
         for force in ctx.registry.forces:
             for zone in ("curated", "quarantine"):
-                part = f"{pipeline.partition(dataset, NIGHT, force)}/part-0.parquet"
-                if ctx.zone(zone).exists(part):
-                    t = ctx.zone(zone).read_parquet(part)
+                part = layout.part_file(dataset, NIGHT, force)
+                if ctx.zones.named(zone).exists(part):
+                    t = ctx.zones.named(zone).read_parquet(part)
                     out[f"{zone}/{part}"] = t.sort_by("source_record").to_pylist()
     out["ledger"] = [
         {
@@ -80,9 +82,9 @@ def night(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def ctx(night, monkeypatch: pytest.MonkeyPatch) -> pipeline.Context:
+def ctx(night, monkeypatch: pytest.MonkeyPatch) -> context.Context:
     monkeypatch.setenv("XFORCE_DATA_DIR", str(night["data"]))
-    return pipeline.Context.from_env()
+    return context.Context.from_env()
 
 
 def test_run_publishes_every_clean_record_once_and_quarantines_every_defect(night, ctx) -> None:
@@ -100,12 +102,12 @@ def test_missing_and_broken_extracts_are_marked_and_hold_back_nothing(night, ctx
     broken = ctx.ledger.get(NIGHT, "kent", "seizures")
     assert broken is not None and broken["status"] == "quarantined"
     assert "wrong header" in broken["error"] and "Seizure Ref" in broken["error"]
-    raw = ctx.zone("raw")
+    raw = ctx.zones.raw
     assert all(raw.exists(f["raw"]) for f in broken["files"])  # the raw copy is kept
-    manifest = ctx.zone("curated").read_json(f"dataset=seizures/date={NIGHT}/_manifest.json")
+    manifest = ctx.zones.curated.read_json(f"dataset=seizures/date={NIGHT}/_manifest.json")
     assert manifest["forces"]["kent"]["status"] == "quarantined"
     assert manifest["forces"]["norfolk"]["status"] == "published"
-    anpr = ctx.zone("curated").read_json(f"dataset=anpr_reads/date={NIGHT}/_manifest.json")
+    anpr = ctx.zones.curated.read_json(f"dataset=anpr_reads/date={NIGHT}/_manifest.json")
     assert anpr["forces"]["suffolk"]["status"] == "missing"
     assert sum(v["status"] == "published" for v in anpr["forces"].values()) == 6
     # The printed table names every force and dataset.
@@ -114,7 +116,7 @@ def test_missing_and_broken_extracts_are_marked_and_hold_back_nothing(night, ctx
 
 
 def test_no_clear_plate_is_published(night, ctx) -> None:
-    anpr = pipeline.read_curated(ctx.settings.curated, "anpr_reads")
+    anpr = publish.read_curated(ctx.settings.curated, "anpr_reads")
     assert "plate" not in anpr.column_names
     tokens = anpr.column("plate_token")
     assert pc.all(pc.match_substring_regex(tokens, "^[0-9a-f]{64}$")).as_py()

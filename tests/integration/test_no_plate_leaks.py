@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from xforce.contracts import load_registry
-from xforce.generate import generate_night
+from xforce.intake.contracts import load_registry
 from xforce.schemas import DATASETS, TOKEN_COLUMN
 from xforce.settings import PROJECT_ROOT
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 

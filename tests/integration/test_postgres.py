@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from services import fresh_database
 
-from xforce.ledger import Ledger
 from xforce.settings import PROJECT_ROOT
+from xforce.store.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 

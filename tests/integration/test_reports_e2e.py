@@ -25,10 +25,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import need_service
 
-from xforce import reports
-from xforce.generate import generate_night
+from xforce.privacy.tokens import tokenise
+from xforce.reports import page as report_page
+from xforce.reports import queries as reports
 from xforce.settings import hmac_key
-from xforce.tokenise import tokenise
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 DRIVER = r"""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
-from xforce.airflow_env import airflow_env
+from xforce.airflow.env import airflow_env
 from xforce.settings import Settings
 
 night = sys.argv[1]
@@ -51,8 +52,8 @@ subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subproces
 os.environ.update(env)
 
 from helpers import run_night_plain
-from xforce import pipeline
-run_night_plain(pipeline.Context.from_env(), night)
+from xforce import context
+run_night_plain(context.Context.from_env(), night)
 
 from airflow.dag_processing.dagbag import DagBag
 report_run = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag("xforce_reports").test(
@@ -181,7 +182,7 @@ def test_html_report_opens_in_headless_chromium_and_shows_its_charts(e2e) -> Non
     assert len(np.unique(img[:, :, :3].reshape(-1, 3), axis=0)) > 50
     # The charts are on screen, in their own colours: hare coursing diamonds, the flagged vehicle's
     # line and points, the financial-year bars, the stacked monthly bars of the first forces.
-    assert _pixels_near(img, reports.HARE_RED) > 200
-    assert _pixels_near(img, reports.VEHICLE_COLOURS[0]) > 100
-    assert _pixels_near(img, reports.BAR_BLUE) > 2000
-    assert _pixels_near(img, reports.FORCE_COLOURS[0]) > 500
+    assert _pixels_near(img, report_page.HARE_RED) > 200
+    assert _pixels_near(img, report_page.VEHICLE_COLOURS[0]) > 100
+    assert _pixels_near(img, report_page.BAR_BLUE) > 2000
+    assert _pixels_near(img, report_page.FORCE_COLOURS[0]) > 500

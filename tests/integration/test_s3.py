@@ -35,10 +35,13 @@ from services import (
 )
 
 from helpers import check_against_truth, run_night_plain
-from xforce import pipeline
-from xforce.generate import generate_night
+from xforce import context
+from xforce.exchange import publish
 from xforce.schemas import DATASETS
-from xforce.storage import S3Config, Zone
+from xforce.store import layout
+from xforce.store.s3 import S3Config
+from xforce.store.zones import Zone
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -266,13 +269,13 @@ def nights(moto_s3: S3Server, tmp_path_factory: pytest.TempPathFactory):  # noqa
         }
 
 
-def _ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> pipeline.Context:
+def _ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> context.Context:
     for name in [k for k in os.environ if k.startswith(("XFORCE_", "AWS_"))]:
         monkeypatch.delenv(name)
     for name, value in env.items():
         if name.startswith(("XFORCE_", "AWS_")):
             monkeypatch.setenv(name, value)
-    return pipeline.Context.from_env()
+    return context.Context.from_env()
 
 
 def test_both_runs_succeed(nights) -> None:
@@ -286,19 +289,19 @@ def test_both_runs_succeed(nights) -> None:
 
 def test_s3_run_publishes_exactly_what_the_local_run_publishes(nights, monkeypatch: pytest.MonkeyPatch) -> None:
     local = _ctx(nights["local_env"], monkeypatch)
-    local_manifests = {d: local.zone("curated").read_json(f"dataset={d}/date={NIGHT}/_manifest.json") for d in DATASETS}
+    local_manifests = {d: local.zones.curated.read_json(f"dataset={d}/date={NIGHT}/_manifest.json") for d in DATASETS}
     local_rows = {
-        (zone, d, f): local.zone(zone).read_parquet(f"{pipeline.partition(d, NIGHT, f)}/part-0.parquet")
+        (zone, d, f): local.zones.named(zone).read_parquet(layout.part_file(d, NIGHT, f))
         for zone in ("curated", "quarantine")
         for d in DATASETS
         for f in local.registry.forces
-        if local.zone(zone).exists(f"{pipeline.partition(d, NIGHT, f)}/part-0.parquet")
+        if local.zones.named(zone).exists(layout.part_file(d, NIGHT, f))
     }
     s3 = _ctx(nights["s3_env"], monkeypatch)
-    assert s3.zone("curated").uri == "s3://xforce-curated/v1"
+    assert s3.zones.curated.uri == "s3://xforce-curated/v1"
     assert s3.ledger.engine.dialect.name == "postgresql" and local.ledger.engine.dialect.name == "sqlite"
     for d in DATASETS:
-        manifest = s3.zone("curated").read_json(f"dataset={d}/date={NIGHT}/_manifest.json")
+        manifest = s3.zones.curated.read_json(f"dataset={d}/date={NIGHT}/_manifest.json")
         assert json.dumps(_volatile_free(manifest), sort_keys=True) == json.dumps(
             _volatile_free(local_manifests[d]), sort_keys=True
         )
@@ -307,16 +310,16 @@ def test_s3_run_publishes_exactly_what_the_local_run_publishes(nights, monkeypat
     assert local_manifests["anpr_reads"]["forces"]["kent"]["status"] == "published"
     s3_keys = set()
     for (zone, d, f), table in local_rows.items():
-        rel = f"{pipeline.partition(d, NIGHT, f)}/part-0.parquet"
+        rel = layout.part_file(d, NIGHT, f)
         s3_keys.add((zone, d, f))
-        assert s3.zone(zone).exists(rel), (zone, d, f)
-        theirs = s3.zone(zone).read_parquet(rel)
+        assert s3.zones.named(zone).exists(rel), (zone, d, f)
+        theirs = s3.zones.named(zone).read_parquet(rel)
         assert theirs.schema == table.schema
         assert theirs.sort_by("source_record").to_pylist() == table.sort_by("source_record").to_pylist(), (zone, d, f)
     assert len(s3_keys) == 2 * 8  # published and quarantined parts of the 8 delivered extracts
     check_against_truth(s3, NIGHT, nights["truth"], skip={("cambridgeshire", "seizures")})
     total = sum(m["totals"]["rows_published"] for m in local_manifests.values())
-    assert sum(pipeline.read_curated(s3.settings.curated, d).num_rows for d in DATASETS) == total
+    assert sum(publish.read_curated(s3.settings.curated, d).num_rows for d in DATASETS) == total
 
 
 def test_every_object_the_hub_wrote_asked_for_encryption(nights, moto_s3: S3Server) -> None:  # noqa: F811
@@ -332,9 +335,9 @@ def test_every_object_the_hub_wrote_asked_for_encryption(nights, moto_s3: S3Serv
 
 def test_kent_was_read_through_its_own_connection_and_kept_in_raw(nights, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = _ctx(nights["s3_env"], monkeypatch)
-    assert not s3.zone("landing").list_dirs("kent")  # never in the hub's landing bucket
+    assert not s3.zones.landing.list_dirs("kent")  # never in the hub's landing bucket
     assert nights["kent_objects"] == 3  # Kent's three extracts stayed where Kent put them
-    raw = s3.zone("raw")
+    raw = s3.zones.raw
     for d in DATASETS:
         row = s3.ledger.get(NIGHT, "kent", d)
         assert row is not None and row["status"] == "published", (d, row)
@@ -355,13 +358,15 @@ def test_a_second_run_on_s3_replaces_and_never_duplicates(nights, moto_s3: S3Ser
         for zone in ("curated", "quarantine"):
             for d in DATASETS:
                 for f in s3.registry.forces:
-                    rel = f"{pipeline.partition(d, NIGHT, f)}/part-0.parquet"
-                    if s3.zone(zone).exists(rel):
-                        out[f"{zone}/{rel}"] = s3.zone(zone).read_parquet(rel).sort_by("source_record").to_pylist()
+                    rel = layout.part_file(d, NIGHT, f)
+                    if s3.zones.named(zone).exists(rel):
+                        out[f"{zone}/{rel}"] = (
+                            s3.zones.named(zone).read_parquet(rel).sort_by("source_record").to_pylist()
+                        )
             out[f"{zone}/objects"] = sorted(k for b, k in all_objects(client) if b == f"xforce-{zone}")
         out["raw"] = sorted(k for b, k in all_objects(client) if b == "xforce-raw")
         out["manifests"] = [
-            _volatile_free(s3.zone("curated").read_json(f"dataset={d}/date={NIGHT}/_manifest.json")) for d in DATASETS
+            _volatile_free(s3.zones.curated.read_json(f"dataset={d}/date={NIGHT}/_manifest.json")) for d in DATASETS
         ]
         return out
 

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 from services import Database, fresh_database, seed_anpr_source, subset_config
 
-from xforce import pipeline, sql_source
-from xforce.contracts import load_registry
+from xforce import context
 from xforce.errors import ConfigError
-from xforce.generate import generate_night
-from xforce.readers import read_extract
+from xforce.exchange import land
+from xforce.intake import sql_source
+from xforce.intake.contracts import load_registry
+from xforce.intake.readers import read_extract
 from xforce.settings import PROJECT_ROOT
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +42,25 @@ def source_db(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def ctx(source_db, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> pipeline.Context:
+def ctx(source_db, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> context.Context:
     db: Database = source_db["db"]
     config = subset_config(data_dir.parent / "config", ["norfolk", "kent"], {"norfolk": SOURCE})
     monkeypatch.setenv("XFORCE_CONFIG_DIR", str(config))
     monkeypatch.setenv("AIRFLOW_CONN_NORFOLK_ANPR_DB", json.dumps(db.connection()))
-    return pipeline.Context.from_env()
+    return context.Context.from_env()
 
 
-def _raw_rows(ctx: pipeline.Context, ref: dict) -> list[list[str]]:
+def _raw_rows(ctx: context.Context, ref: dict) -> list[list[str]]:
     (f,) = ref["files"]
-    return list(csv.reader(io.StringIO(ctx.zone("raw").read_bytes(f["raw"]).decode("utf-8"))))
+    return list(csv.reader(io.StringIO(ctx.zones.raw.read_bytes(f["raw"]).decode("utf-8"))))
 
 
-def test_the_night_is_pulled_into_raw_as_the_forces_own_file(source_db, ctx: pipeline.Context) -> None:
+def test_the_night_is_pulled_into_raw_as_the_forces_own_file(source_db, ctx: context.Context) -> None:
     # A stray file in landing is not what a database-delivered extract is made of.
     stray = Path(ctx.settings.landing) / "norfolk" / "anpr_reads" / NIGHT / "anpr_reads.csv"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(source_db["csv"].read_bytes().splitlines(keepends=True)[0])
-    ref = pipeline.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-1")
+    ref = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-1")
     assert ref["status"] == "landed"
     (f,) = ref["files"]
     assert f["name"] == "anpr_reads.csv" and f["raw"].startswith(f"norfolk/anpr_reads/{NIGHT}/{f['sha256']}/")
@@ -72,7 +74,7 @@ def test_the_night_is_pulled_into_raw_as_the_forces_own_file(source_db, ctx: pip
     contract = ctx.registry.contract("norfolk", "anpr_reads")
     read = sum(
         b.table.num_rows + len(b.rejects)
-        for b in read_extract(lambda: ctx.zone("raw").open(f["raw"]), contract, ctx.registry)
+        for b in read_extract(lambda: ctx.zones.raw.open(f["raw"]), contract, ctx.registry)
     )
     assert read == 150
     row = ctx.ledger.get(NIGHT, "norfolk", "anpr_reads")
@@ -82,15 +84,15 @@ def test_the_night_is_pulled_into_raw_as_the_forces_own_file(source_db, ctx: pip
 
 
 def test_an_unchanged_night_is_an_identical_redelivery_and_a_late_row_a_new_one(
-    source_db, ctx: pipeline.Context
+    source_db, ctx: context.Context
 ) -> None:
     import psycopg
 
-    first = pipeline.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-1")
-    again = pipeline.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-2")
+    first = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-1")
+    again = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-2")
     assert again["files"] == first["files"]
     assert [e["event"] for e in ctx.ledger.events(NIGHT) if e["run_id"] == "run-2"] == ["redelivered_identical"]
-    assert len(ctx.zone("raw").list_files(f"norfolk/anpr_reads/{NIGHT}", recursive=True)) == 1
+    assert len(ctx.zones.raw.list_files(f"norfolk/anpr_reads/{NIGHT}", recursive=True)) == 1
     db: Database = source_db["db"]
     with psycopg.connect(host="127.0.0.1", user=db.user, dbname=db.name, autocommit=True) as conn:
         conn.execute(
@@ -99,19 +101,19 @@ def test_an_unchanged_night_is_an_identical_redelivery_and_a_late_row_a_new_one(
             "'2026-10-25T23:50:00Z')"
         )
     try:
-        late = pipeline.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-3")
+        late = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-3")
         assert late["files"][0]["sha256"] != first["files"][0]["sha256"]
         assert _raw_rows(ctx, late)[-1][0] == "NFK-LATE-1"  # 23:50 UTC is still the night (GMT)
-        assert len(ctx.zone("raw").list_files(f"norfolk/anpr_reads/{NIGHT}", recursive=True)) == 2
+        assert len(ctx.zones.raw.list_files(f"norfolk/anpr_reads/{NIGHT}", recursive=True)) == 2
     finally:
         with psycopg.connect(host="127.0.0.1", user=db.user, dbname=db.name, autocommit=True) as conn:
             conn.execute("DELETE FROM anpr_reads WHERE read_id = 'NFK-LATE-1'")
 
 
-def test_a_night_with_no_rows_is_missing(source_db, ctx: pipeline.Context) -> None:
-    ref = pipeline.land_extract(ctx, "2026-10-20", "norfolk", "anpr_reads", "run-1")
+def test_a_night_with_no_rows_is_missing(source_db, ctx: context.Context) -> None:
+    ref = land.land_extract(ctx, "2026-10-20", "norfolk", "anpr_reads", "run-1")
     assert ref["status"] == "missing" and ref["files"] == []
-    assert not ctx.zone("raw").list_files("norfolk/anpr_reads/2026-10-20", recursive=True)
+    assert not ctx.zones.raw.list_files("norfolk/anpr_reads/2026-10-20", recursive=True)
 
 
 def test_the_pull_window_is_the_local_night_half_open() -> None:

@@ -74,30 +74,31 @@ def wait_up(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float 
 
 def seed(data_dir: Path) -> dict[tuple[str, str], str]:
     """One night through land/process/publish: Suffolk missing, Kent's ANPR quarantined."""
-    from xforce import pipeline
-    from xforce.generate import generate_night
+    from xforce import context
+    from xforce.exchange import land, process, publish
+    from xforce_tools.generate import generate_night
 
     landing = data_dir / "landing"
     forces = ["norfolk", "cambridgeshire", "bedfordshire", "hertfordshire", "essex", "kent"]
     generate_night(dt.date.fromisoformat(NIGHT), landing, anpr_reads=60, forces=forces)
     kent_anpr = landing / "kent" / "anpr_reads" / NIGHT / "anpr_reads.csv"
     kent_anpr.write_text(kent_anpr.read_text(encoding="cp1252").splitlines()[0] + "\n", encoding="cp1252")
-    ctx = pipeline.Context.from_env()
+    ctx = context.Context.from_env()
     run_id = f"test__{uuid.uuid4().hex[:8]}"
     for wave in (("incidents", "anpr_reads"), ("seizures",)):
-        for item in pipeline.plan_night(ctx, NIGHT):
+        for item in land.plan_night(ctx, NIGHT):
             if item["dataset"] in wave:
-                ref = pipeline.land_extract(ctx, NIGHT, item["force"], item["dataset"], run_id)
-                pipeline.process_extract(ctx, ref, run_id)
-    pipeline.publish_night(ctx, NIGHT, run_id)
-    from xforce import quality
+                ref = land.land_extract(ctx, NIGHT, item["force"], item["dataset"], run_id)
+                process.process_extract(ctx, ref, run_id)
+    publish.publish_night(ctx, NIGHT, run_id)
+    from xforce.quality.deadlines import alert_missing_extract
 
     for r in ctx.ledger.extracts(NIGHT):  # delivered by 00:30, before the 02:00 cut-off; Essex at 03:10, late
         if r["received_at"]:
             at = "2026-11-28T03:10:00+00:00" if r["force"] == "essex" else "2026-11-28T00:30:00+00:00"
             ctx.ledger.record(NIGHT, r["force"], r["dataset"], received_at=at)
     for dataset in ("incidents", "anpr_reads", "seizures"):  # what the skip callback does in a DAG run
-        assert quality.alert_missing_extract(ctx, NIGHT, "suffolk", dataset, run_id) is not None
+        assert alert_missing_extract(ctx, NIGHT, "suffolk", dataset, run_id) is not None
     return {(r["force"], r["dataset"]): r["status"] for r in ctx.ledger.extracts(NIGHT)}
 
 

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xforce.contracts import load_registry
 from xforce.errors import ExtractError
-from xforce.generate import generate_night
-from xforce.normalise import normalise
-from xforce.readers import ReadReport, read_extract
+from xforce.intake.contracts import load_registry
+from xforce.intake.normalise import normalise
+from xforce.intake.readers import ReadReport, read_extract
 from xforce.settings import Settings
+from xforce_tools.generate import generate_night
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Unit tests for the synthetic extract generator (``xforce.generate``).
+"""Unit tests for the synthetic extract generator (``xforce_tools.generate``).
 
 The files are read back here with plain ``csv``/``json``/``gzip`` so the tests check the
 documented formats (docs/extract-formats.md), not the generator's own helpers.
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pyproj import Transformer
 
-from xforce import generate as gen
+from xforce_tools import generate as gen
 
 if TYPE_CHECKING:
     from pathlib import Path

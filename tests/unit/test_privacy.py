@@ -14,14 +14,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from xforce import cli, policies, privacy
-from xforce.contracts import load_registry
+from xforce import cli
 from xforce.errors import XforceError
-from xforce.ledger import Ledger
+from xforce.intake.contracts import load_registry
+from xforce.privacy import policies
+from xforce.privacy import tokenmap as privacy
+from xforce.privacy.tokens import tokenise
+from xforce.redaction import redact_text
 from xforce.schemas import CANONICAL, quarantine_schema
 from xforce.settings import PROJECT_ROOT, Settings
-from xforce.storage import Zone
-from xforce.tokenise import tokenise
+from xforce.store.ledger import Ledger
+from xforce.store.zones import Zone
 
 pytestmark = pytest.mark.unit
 
@@ -255,18 +258,7 @@ def test_cli_rotate_key_uses_the_configured_key_and_refuses_a_relabelled_one(
     ],
 )
 def test_redact_text(text: str, expected: str) -> None:
-    assert privacy.redact_text(text) == expected
-
-
-def test_minimise_keeps_only_safe_free_text_and_redacts_it() -> None:
-    table = pa.table({"record_id": ["a", "b", "c"], "location_name": ["On or near A11", "AB12 CDE 07700 900123", None]})
-    safe = privacy.minimise(table, "incidents", {"location_name": "safe"})
-    assert safe.column("location_name").to_pylist() == ["On or near A11", "[plate] [phone]", None]
-    assert safe.column("record_id").equals(table.column("record_id"))
-    for policy in (None, {}, {"location_name": "drop"}):
-        assert privacy.minimise(table, "incidents", policy).column("location_name").null_count == 3
-    with pytest.raises(XforceError, match="safe' or 'drop"):
-        privacy.minimise(table, "incidents", {"location_name": "maybe"})
+    assert redact_text(text) == expected
 
 
 def test_real_police_uk_locations_survive_redaction(police_uk: Path) -> None:
@@ -276,7 +268,7 @@ def test_real_police_uk_locations_survive_redaction(police_uk: Path) -> None:
         with path.open(encoding="utf-8") as fh:
             seen.update(row["Location"] for row in csv.DictReader(fh))
     assert len(seen) > 1000
-    assert [loc for loc in seen if privacy.redact_text(loc) != loc] == []
+    assert [loc for loc in seen if redact_text(loc) != loc] == []
 
 
 # ------------------------------------------------------------------------- least privilege
@@ -368,7 +360,7 @@ def test_a_header_less_extract_does_not_put_a_plate_in_the_error() -> None:
     import io
 
     from xforce.errors import ExtractError
-    from xforce.readers import read_extract
+    from xforce.intake.readers import read_extract
 
     registry = load_registry(str(PROJECT_ROOT / "config"))
     body = b"R1,2026-11-27T01:00:00Z,NOR-CAM-0001,52.6,1.3,AB12 CDE\n"

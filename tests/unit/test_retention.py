@@ -10,12 +10,16 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from xforce import cli, pipeline, privacy, retention
+from xforce import cli
+from xforce.airflow import tasks
 from xforce.errors import ConfigError
-from xforce.ledger import Ledger
+from xforce.privacy import retention
+from xforce.privacy import tokenmap as privacy
+from xforce.privacy.tokens import tokenise
 from xforce.settings import Settings
-from xforce.storage import Zone
-from xforce.tokenise import tokenise
+from xforce.store import layout
+from xforce.store.ledger import Ledger
+from xforce.store.zones import Zone
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +55,7 @@ def _build(settings: Settings, ledger: Ledger) -> set[tuple[str, str]]:
     for dataset, nights in NIGHTS.items():
         for night, expired in nights.items():
             for force in FORCES:
-                part = pipeline.partition(dataset, night, force)
+                part = layout.partition(dataset, night, force)
                 z["curated"].write_bytes(f"{part}/part-0.parquet", _parquet(3))
                 z["quarantine"].write_bytes(f"{part}/part-0.parquet", _parquet(1))
                 sha = hashlib.sha256(f"{dataset}{night}{force}".encode()).hexdigest()
@@ -137,13 +141,13 @@ def test_cli_and_dag_glue(settings: Settings, ledger: Ledger, capsys: pytest.Cap
     assert f"would delete {len(expect)} folder(s)" in out
     assert all(folder in out for _, folder in expect)
     assert _snapshot(settings) == before
-    planned = retention.task_plan({"today": TODAY.isoformat()})
+    planned = tasks.plan_retention({"today": TODAY.isoformat()})
     assert {(p["zone"], p["path"]) for p in planned} == expect
     assert json.loads(json.dumps(planned)) == planned  # XCom-safe
-    assert retention.task_apply({"today": TODAY.isoformat(), "dry_run": True}, planned, "r1")["deleted"] == 0
+    assert tasks.apply_retention({"today": TODAY.isoformat(), "dry_run": True}, planned, "r1")["deleted"] == 0
     assert _snapshot(settings) == before
     # Only what was planned (and is still expired) goes.
-    result = retention.task_apply({"today": TODAY.isoformat(), "dry_run": False}, planned[:2], "r2")
+    result = tasks.apply_retention({"today": TODAY.isoformat(), "dry_run": False}, planned[:2], "r2")
     assert result == {"dry_run": False, "deleted": 2, "planned": 2}
     assert len([e for e in ledger.events() if e["event"] == "retention_deleted"]) == 2
     assert cli.main(["retention", "--today", TODAY.isoformat()]) == 0

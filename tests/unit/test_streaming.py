@@ -1,4 +1,4 @@
-"""The reader thread (readers.prefetched) and the writer thread (pipeline._Writers)."""
+"""The reader thread (readers.prefetched) and the writer thread (writers.StagedWriters)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from xforce.errors import ExtractError
-from xforce.pipeline import _Writers
-from xforce.readers import SourceBatch, prefetched
+from xforce.exchange.writers import StagedWriters
+from xforce.intake.readers import SourceBatch, prefetched
 from xforce.schemas import CANONICAL
-from xforce.storage import Zone
+from xforce.store.zones import Zone
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +71,7 @@ def _published(n: int, start: int = 0) -> pa.Table:
 
 
 def test_writers_write_every_batch_in_order_from_their_thread(tmp_path: Path) -> None:
-    w = _Writers(Zone(str(tmp_path)), "run", "anpr_reads", "2026-11-27", "norfolk")
+    w = StagedWriters(Zone(str(tmp_path)), "run", "anpr_reads", "2026-11-27", "norfolk")
     for k in range(7):
         w.write("published", _published(100, start=k * 100))
     w.close()
@@ -88,7 +88,7 @@ def test_writers_write_every_batch_in_order_from_their_thread(tmp_path: Path) ->
 
 
 def test_writers_raise_a_failed_write_and_still_close_the_files(tmp_path: Path) -> None:
-    w = _Writers(Zone(str(tmp_path)), "run", "anpr_reads", "2026-11-27", "norfolk")
+    w = StagedWriters(Zone(str(tmp_path)), "run", "anpr_reads", "2026-11-27", "norfolk")
     w.write("published", _published(10))
     broken = _published(1).set_column(4, "source_record", pa.array(["not a number"]))
     w.write("published", broken)  # fails in the writer thread
@@ -98,18 +98,3 @@ def test_writers_raise_a_failed_write_and_still_close_the_files(tmp_path: Path) 
         w.close()
     w.close()  # closing again after the failure is harmless
     assert pq.read_table(tmp_path / w.paths["quarantine"]).num_rows == 0
-
-
-def test_arrow_memory_pool_is_jemalloc_unless_the_environment_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-    import sys
-
-    code = "from xforce.pipeline import arrow_memory_pool; print(arrow_memory_pool())"
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert default == (
-        "jemalloc" if "jemalloc" in pa.supported_memory_backends() else pa.default_memory_pool().backend_name
-    )
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
-    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert chosen == "system"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from xforce.tokenise import DIGEST, PlateTokens, to_hex, token, tokenise
+from xforce.privacy.tokens import DIGEST, PlateTokens, to_hex, token, tokenise
 
 pytestmark = pytest.mark.unit
 

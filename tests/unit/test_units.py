@@ -16,14 +16,14 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from xforce.contracts import DatasetContract, Registry, load_registry
 from xforce.errors import ConfigError, UnsafePathError
-from xforce.ledger import Ledger
-from xforce.normalise import map_codes, normalise_plate, parse_times, to_wgs84
-from xforce.pipeline import SeenIds
+from xforce.exchange.seen_ids import SeenIds
+from xforce.intake.contracts import DatasetContract, Registry, load_registry
+from xforce.intake.normalise import map_codes, normalise_plate, parse_times, to_wgs84
+from xforce.privacy.tokens import tokenise
 from xforce.settings import PROJECT_ROOT
-from xforce.storage import Zone
-from xforce.tokenise import tokenise
+from xforce.store.ledger import Ledger
+from xforce.store.zones import Zone
 
 pytestmark = pytest.mark.unit
 
@@ -134,7 +134,7 @@ def test_parse_times_impossible_calendar_date_is_null(registry: Registry, family
 @pytest.mark.parametrize("family", ["shared_csv", "southern_bng", "eastern_jsonl"])
 def test_parse_times_of_repeated_values_match_parsing_every_row(registry: Registry, family: str) -> None:
     """Batches of repeated times are parsed once per distinct value: the same answers, row for row."""
-    from xforce.normalise import _parse_times
+    from xforce.intake.normalise import _parse_times
 
     c = contract(registry, family)
     samples = {
@@ -506,13 +506,3 @@ def test_stable_order_matches_the_stable_sort_with_many_ties() -> None:
         assert (stable_order(keys) == np.argsort(keys, kind="stable")).all()
     distinct = rng.permutation(np.arange(10_000, dtype=np.uint64) * np.uint64(2**40))
     assert (stable_order(distinct) == np.argsort(distinct, kind="stable")).all()
-
-
-def test_malloc_tuning_applies_on_glibc_linux() -> None:
-    import platform
-
-    from xforce.pipeline import _malloc_hands_back
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc's mallopt only: elsewhere the tuning is left out by design")
-    assert _malloc_hands_back() is True

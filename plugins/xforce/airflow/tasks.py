@@ -1,0 +1,140 @@
+"""Every Airflow task of the hub, as the function its DAG calls (imported inside the task, at run time).
+
+The DAG files only wire these; these only translate between Airflow's world (params, run ids,
+skips, failures, the task log) and the plain functions of the stages, which know nothing of
+Airflow. Each builds its :class:`~xforce.context.Context` once, at this edge.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from xforce.context import Context
+from xforce.exchange import land, late, process, publish, tuning
+from xforce.privacy import retention
+from xforce.reports import queries as reports
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+
+# ------------------------------------------------------------------------------ xforce_nightly
+def resolve_night(params: dict[str, Any], logical_date: datetime | None, timezone: str = "Europe/London") -> str:
+    """The night a run processes: the ``night`` param, else the local day before the run's date."""
+    if params.get("night"):
+        return str(params["night"])
+    if logical_date is None:
+        raise ValueError("a run with no logical date needs the 'night' param")
+    return (logical_date.astimezone(ZoneInfo(timezone)) - timedelta(days=1)).date().isoformat()
+
+
+def plan_night(params: dict[str, Any], logical_date: datetime | None, run_id: str, timezone: str) -> str:
+    """``plan_night``: the night; folders in landing that name no known force are recorded."""
+    night = resolve_night(params, logical_date, timezone)
+    land.scan_landing(Context.from_env(), night, run_id)
+    return night
+
+
+def plan_extracts(night: str, datasets: Iterable[str]) -> list[dict[str, str]]:
+    """``plan_extracts``/``plan_seizures``: one item per force x dataset."""
+    return land.plan_night(Context.from_env(), night, tuple(datasets))
+
+
+def land_extract(item: dict[str, str], run_id: str) -> dict[str, Any]:
+    """``land_extract``: the force's files for the night, landing -> raw."""
+    return land.land_extract(Context.from_env(), item["night"], item["force"], item["dataset"], run_id)
+
+
+def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """``validate_extract``: a missing extract is skipped, an unusable one fails its task (others go on)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    if ref["status"] == "missing":
+        raise AirflowSkipException(f"no {ref['dataset']} extract from {ref['force']} for {ref['night']}")
+    if ref["status"] == "quarantined":
+        raise AirflowFailException(f"{ref['force']}/{ref['dataset']} refused: {ref.get('error')}")
+    tuning.arrow_memory_pool()  # this task's own process (Airflow 3 runs each task in one)
+    ctx = Context.from_env()
+    try:
+        outcome = process.process_extract(ctx, ref, run_id)
+    except Exception as exc:
+        ctx.ledger.record(
+            ref["night"],
+            ref["force"],
+            ref["dataset"],
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            run_id=run_id,
+        )
+        raise
+    if outcome.status == "quarantined":
+        raise AirflowFailException(
+            f"{ref['force']}/{ref['dataset']} quarantined whole (raw copy kept): {outcome.error}"
+        )
+    return outcome.ref()
+
+
+def publish_night(night: str, run_id: str) -> list[dict[str, Any]]:
+    """``publish_night``: publish what this run staged, write the manifests, print the table."""
+    ctx = Context.from_env()
+    publish.publish_night(ctx, night, run_id)
+    table = publish.night_table(ctx, night)
+    print(publish.format_table(table))
+    return table
+
+
+def on_validate_skipped(context: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``on_skipped_callback`` of the validate tasks (:mod:`xforce.airflow.callbacks`)."""
+    from xforce.airflow.callbacks import on_validate_skipped
+
+    return on_validate_skipped(context)
+
+
+# ------------------------------------------------------------------------------ xforce_reports
+def build_reports(params: dict[str, Any], triggering_asset_events: Any) -> list[dict[str, str]]:
+    """``build_reports``: every report for the nights the triggering runs published (and the latest)."""
+    ctx = Context.from_env()
+    run_ids = reports.source_run_ids(triggering_asset_events)
+    nights = reports.nights_to_report(ctx.ledger, run_ids, params.get("night"))
+    return [reports.build_reports(ctx.settings, night, list(ctx.registry.forces))["files"] for night in nights]
+
+
+# ------------------------------------------------------------------------- xforce_late_extracts
+def find_late_nights() -> list[dict[str, Any]]:
+    """``find_late_nights``: one trigger (run id and conf) per night with late extracts."""
+    found = late.find_late_nights(Context.from_env())
+    for n in found:
+        print(f"{n.night}: " + "; ".join(f"{e.force}/{e.dataset} {e.reason}" for e in n.extracts))
+    return [n.conf() for n in found]
+
+
+# ----------------------------------------------------------------------------- xforce_retention
+def _retention_day(params: dict[str, Any], policy: retention.Policy) -> date:
+    return date.fromisoformat(str(params["today"])) if params.get("today") else policy.today()
+
+
+def plan_retention(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``plan_retention``: the expired folders as small dicts (paths only), printed for the log."""
+    ctx = Context.from_env()
+    policy = retention.load_policy(ctx.settings.config_dir)
+    expired = retention.plan(ctx.settings, policy, _retention_day(params, policy))
+    print(retention.format_plan(expired, dry_run=True))
+    return [e.as_dict() for e in expired]
+
+
+def apply_retention(params: dict[str, Any], planned: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
+    """``apply_retention``: delete the planned folders that are still expired (none in a dry run)."""
+    if params.get("dry_run"):
+        print("dry run: nothing deleted")
+        return {"dry_run": True, "deleted": 0, "planned": len(planned)}
+    ctx = Context.from_env()
+    policy = retention.load_policy(ctx.settings.config_dir)
+    today = _retention_day(params, policy)
+    still = {(e.zone, e.path): e for e in retention.plan(ctx.settings, policy, today)}
+    chosen = [still[(p["zone"], p["path"])] for p in planned if (p["zone"], p["path"]) in still]
+    done = retention.delete(ctx.settings, ctx.ledger, chosen, run_id)
+    retention.mark_expired(ctx.ledger, policy, today)
+    print(retention.format_plan(done, dry_run=False))
+    return {"dry_run": False, "deleted": len(done), "planned": len(planned)}

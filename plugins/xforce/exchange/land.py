@@ -1,0 +1,140 @@
+"""Land: copy a night's files from landing to the immutable raw zone, with their SHA-256.
+
+The first stage of the nightly exchange (``land_extract`` in ``dags/xforce_nightly.py``), plus the
+plan it works from. Nothing here reads a file's content."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from xforce.errors import UnsafePathError
+from xforce.schemas import DATASETS
+from xforce.store import layout
+from xforce.store.ledger import utcnow
+
+if TYPE_CHECKING:
+    from xforce.context import Context
+
+
+def scan_landing(ctx: Context, night: str, run_id: str) -> list[str]:
+    """Folders in landing that name no known force: recorded in the ledger, never read."""
+    unknown = [name for name in ctx.zones.landing.list_dirs("") if name not in ctx.registry.forces]
+    for name in unknown:
+        ctx.ledger.event("unknown_force_folder", night=night, detail={"folder": name}, run_id=run_id)
+    return unknown
+
+
+def plan_night(ctx: Context, night: str, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, str]]:
+    """Every force x dataset to look for."""
+    return [{"night": night, "force": f, "dataset": d} for f in ctx.registry.forces for d in datasets]
+
+
+# ------------------------------------------------------------------------------------ land
+def land_extract(ctx: Context, night: str, force: str, dataset: str, run_id: str) -> dict[str, Any]:
+    """Copy the night's files from landing to the immutable raw zone, with their SHA-256.
+
+    An identical re-delivery adds nothing to raw. When landing is empty but an earlier run
+    kept a raw copy of this night, that copy is used again (a re-run never loses a night).
+    """
+    from xforce.intake import sql_source
+    from xforce.store.connections import landing_for
+
+    ctx.registry.force(force)
+    raw = ctx.zones.raw
+    landing, base = landing_for(ctx.settings, force)  # the shared landing, or the force's own (own Connection)
+    folder = layout.raw_dir(force, dataset, night)
+    previous = ctx.ledger.get(night, force, dataset)
+    files: list[dict[str, Any]] = []
+    problems: list[str] = []
+    source = "landing"
+    sql = sql_source.source_for(ctx.settings.config_dir, ctx.settings.sql_dir, force, dataset)
+    try:
+        listing = [] if sql else landing.list_files(layout.delivery_dir(base, dataset, night))
+    except UnsafePathError as exc:
+        listing, problems = [], [str(exc)]
+    if sql:  # delivered through the force's database: pulled by the night's window into raw
+        pulled = sql_source.pull(sql, ctx.registry, ctx.settings.sql_dir, night, raw, folder)
+        files, source = ([pulled] if pulled else []), "sql"
+    for info in listing:
+        name = info.path.rsplit("/", 1)[-1]
+        if info.is_symlink:
+            problems.append(f"{name}: symbolic link refused")
+            continue
+        if not layout.SAFE_FILE_NAME.match(name):
+            if not name.startswith("."):  # dot files (editor/temp files) are ignored silently
+                problems.append(f"{name!r}: unsafe file name refused")
+            continue
+        if info.size > ctx.registry.intake.max_file_bytes:
+            problems.append(f"{name}: {info.size} bytes, over the intake limit ({ctx.registry.intake.max_file_bytes})")
+            continue
+        sha = landing.sha256(info.path, etag=info.etag)  # S3: only the version listed is read and copied
+        raw_rel = layout.raw_file(force, dataset, night, sha, name)
+        if not raw.exists(raw_rel):
+            raw.copy_from(landing, info.path, raw_rel, etag=info.etag, metadata={"sha256": sha})
+        files.append({"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel})
+    for p in problems:
+        ctx.ledger.event("refused_file", night=night, force=force, dataset=dataset, detail=p, run_id=run_id)
+    if not files and previous and previous.get("files"):
+        files, source = list(previous["files"]), "raw"
+    if not files:
+        error = "; ".join(problems) if problems else None
+        status = "quarantined" if problems else "missing"
+        ctx.ledger.record(
+            night,
+            force,
+            dataset,
+            replace=True,
+            status=status,
+            run_id=run_id,
+            error=error,
+            rows_in=0,
+            rows_published=0,
+            rows_quarantined=0,
+        )
+        ctx.ledger.event(status, night=night, force=force, dataset=dataset, detail=error, run_id=run_id)
+        ref: dict[str, Any] = {"night": night, "force": force, "dataset": dataset, "status": status, "files": []}
+        return {**ref, "error": error} if error else ref
+    digest = (
+        files[0]["sha256"]
+        if len(files) == 1
+        else hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    )
+    identical = bool(previous and previous.get("sha256") == digest)
+    ctx.ledger.record(
+        night,
+        force,
+        dataset,
+        replace=True,
+        status="landed",
+        run_id=run_id,
+        files=files,
+        sha256=digest,
+        bytes=sum(int(f["bytes"]) for f in files),
+        received_at=(previous or {}).get("received_at") if identical else utcnow(),
+        warning="; ".join(problems) or None,
+    )
+    ctx.ledger.event(
+        "redelivered_identical" if identical else "landed",
+        night=night,
+        force=force,
+        dataset=dataset,
+        detail={"sha256": digest, "from": source},
+        run_id=run_id,
+    )
+    if previous and previous.get("sha256") and not identical:  # a changed re-delivery: the old raw copy stays
+        ctx.ledger.event(
+            "superseded",
+            night=night,
+            force=force,
+            dataset=dataset,
+            run_id=run_id,
+            detail={
+                "old_sha256": previous["sha256"],
+                "new_sha256": digest,
+                "old_received_at": previous.get("received_at"),
+                "old_raw": [f.get("raw") for f in previous.get("files") or []],
+            },
+        )
+    landed: dict[str, Any] = {"night": night, "force": force, "dataset": dataset, "status": "landed", "files": files}
+    return {**landed, "warning": "; ".join(problems)} if problems else landed

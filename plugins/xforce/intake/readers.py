@@ -1,0 +1,521 @@
+"""Format readers: a force's file in, batches of source fields out.
+
+Every reader yields :class:`SourceBatch` objects whose ``table`` has one *string* column per
+canonical input field of the contract (``source_id``, ``timestamp``, ``lat`` ...), plus
+``_record`` (1-based record number in the file, header excluded) and ``_error`` (null, or the
+reason the row cannot be used). Records the reader could not split into fields at all come back
+as ``rejects``. Nothing is dropped: every record of the file is either a table row or a reject.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from xforce.errors import ExtractError
+from xforce.intake.contracts import IntakeLimits
+from xforce.redaction import redact_text
+
+if TYPE_CHECKING:
+    from xforce.intake.contracts import DatasetContract, Registry
+
+#: Records a batch holds (what the pipeline validates, tokenises and writes at a time).
+BATCH_ROWS = 128 * 1024
+KEY_SAMPLE = 1000  # JSON Lines records whose key paths are collected (ReadReport.columns)
+#: Arrow's streaming CSV reader reads about sixteen blocks ahead: small blocks keep that small
+#: (2 MiB blocks: ~32 MB read ahead; 48 MiB blocks held ~770 MB), and ``_coalesce`` joins the
+#: blocks into batches of ``BATCH_ROWS``.
+CSV_BLOCK_BYTES = 2 << 20
+
+
+@dataclass
+class Reject:
+    record: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class SourceBatch:
+    table: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class ReadReport:
+    """What a reader noticed about the file as a whole (filled in as it reads)."""
+
+    contract: DatasetContract
+    records: int = 0
+    warning: str | None = None
+    #: the file's own columns: its CSV header, or the key paths of its first JSON Lines records
+    #: (``KEY_SAMPLE`` of them); compared with the contract for schema drift (xforce.quality.checks)
+    columns: list[str] | None = None
+
+
+Opener = Callable[[], IO[bytes]]
+
+
+def detect_contract(head: bytes, contract: DatasetContract, registry: Registry) -> DatasetContract:
+    """The force's own contract, or the police.uk layout when the file starts with its header."""
+    if contract.dataset != "incidents":
+        return contract
+    pu = registry.police_uk()
+    first = head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r")
+    if pu.header and first == ",".join(pu.header).encode():
+        return pu
+    return contract
+
+
+def read_extract(
+    opener: Opener, contract: DatasetContract, registry: Registry, report: ReadReport | None = None
+) -> Iterator[SourceBatch]:
+    """Read one raw file with its contract (switching to police.uk layout by header)."""
+    with opener() as probe:
+        head = bytes(probe.read(64 * 1024))
+    if not head:
+        raise ExtractError("empty file: no header and no records")
+    contract = detect_contract(head, contract, registry)
+    head = _maybe_gunzip_head(head, contract)
+    rep = report if report is not None else ReadReport(contract)
+    rep.contract = contract
+    if contract.format == "csv":
+        batches = _read_csv(opener, contract, rep, head.split(b"\n", 1)[0])
+    elif contract.format == "jsonl":
+        batches = _read_jsonl(opener, contract, rep, registry.intake)
+    else:  # pragma: no cover - guarded by the contract loader's tests
+        raise ExtractError(f"unsupported format {contract.format!r}")
+    for batch in _coalesce(batches, BATCH_ROWS):
+        yield SourceBatch(check_fields(batch.table, registry.intake), batch.rejects)
+
+
+def prefetched(batches: Iterator[SourceBatch], depth: int = 1) -> Iterator[SourceBatch]:
+    """``batches``, read ``depth`` ahead by a background thread.
+
+    Arrow parses CSV without the GIL, so the next batch is read while this one is validated on
+    the other core. An exception of the reader reaches the caller where it happened, after the
+    batches before it; a caller that stops early stops the thread and closes the reader.
+    """
+    items: queue.Queue[tuple[SourceBatch | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[SourceBatch | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    return
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            put((None, exc))
+            return
+        put((None, None))  # the end
+
+    thread = threading.Thread(target=run, name="xforce-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, exc = items.get()
+            if exc is not None:
+                raise exc
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _coalesce(batches: Iterator[SourceBatch], rows: int) -> Iterator[SourceBatch]:
+    """Join consecutive small batches (zero-copy) until they hold ``rows`` records."""
+    tables: list[pa.Table] = []
+    rejects: list[Reject] = []
+    held = 0
+    for batch in batches:
+        tables.append(batch.table)
+        rejects.extend(batch.rejects)
+        held += batch.table.num_rows + len(batch.rejects)
+        if held >= rows:
+            yield SourceBatch(pa.concat_tables(tables).combine_chunks(), rejects)
+            tables, rejects, held = [], [], 0
+    if tables:
+        yield SourceBatch(pa.concat_tables(tables).combine_chunks(), rejects)
+
+
+def check_fields(table: pa.Table, limits: IntakeLimits) -> pa.Table:
+    """Rows with a NUL byte or an oversized field get an ``_error`` (first problem wins)."""
+    error = table.column("_error").combine_chunks()
+    for name in table.column_names:
+        if name.startswith("_"):
+            continue
+        col = table.column(name).combine_chunks()
+        for reason, mask in (
+            ("nul_byte", pc.match_substring(col, "\x00")),
+            ("oversized_field", _longer_than(col, limits.max_field_chars)),
+        ):
+            mask = pc.fill_null(mask, False)
+            if pc.any(mask).as_py():
+                error = pc.if_else(pc.and_(mask, pc.is_null(error)), pa.scalar(reason), error)
+    return table.set_column(table.column_names.index("_error"), "_error", error)
+
+
+def _maybe_gunzip_head(head: bytes, contract: DatasetContract) -> bytes:
+    if contract.compression != "gzip" or not head:
+        return head
+    if head[:2] != b"\x1f\x8b":
+        raise ExtractError("not a gzip file (bad magic number) although the contract says gzip")
+    try:
+        return zlib.decompressobj(wbits=31).decompress(head, 64 * 1024)
+    except zlib.error as exc:
+        raise ExtractError(f"corrupt gzip stream: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- decoding helpers
+def _blank(col: pa.Array) -> pa.Array:
+    """Empty or only white space (checked in place: no trimmed copy of the column)."""
+    return pc.or_(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))
+
+
+def _longer_than(col: pa.Array, chars: int) -> pa.Array:
+    """More than ``chars`` characters. A character is at least a byte, so the byte lengths (read
+    from the offsets alone) clear a column before any character is counted."""
+    if (pc.max(pc.binary_length(col)).as_py() or 0) <= chars:
+        return pa.repeat(pa.scalar(False), len(col))
+    return pc.greater(pc.utf8_length(col), chars)
+
+
+def decode_column(arr: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray | None]:
+    """Binary column -> string column; returns the bad-row mask (or None when all decoded)."""
+    if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
+        try:
+            return arr.cast(pa.string()), None
+        except pa.ArrowInvalid:
+            pass
+    else:
+        try:
+            as_str = arr.cast(pa.string())
+            if pc.all(pc.or_kleene(pc.string_is_ascii(as_str), pc.is_null(as_str))).as_py() is not False:
+                return as_str, None
+        except pa.ArrowInvalid:
+            pass
+    values: list[str | None] = []
+    bad = np.zeros(len(arr), dtype=bool)
+    for i, raw in enumerate(arr.to_pylist()):
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(raw.decode(encoding))
+        except UnicodeDecodeError:
+            values.append(None)
+            bad[i] = True
+    return pa.array(values, pa.string()), (bad if bad.any() else None)
+
+
+def _error_column(n: int, bad: np.ndarray | None, reason: str) -> pa.Array:
+    if bad is None:
+        return pa.nulls(n, pa.string())
+    return pa.array([reason if b else None for b in bad.tolist()], pa.string())
+
+
+# --------------------------------------------------------------------------------------- CSV
+def _read_csv(
+    opener: Opener, contract: DatasetContract, report: ReadReport, header_line: bytes
+) -> Iterator[SourceBatch]:
+    names = _parse_header(header_line, contract)
+    report.columns = names
+    with opener() as f:
+        stream: Any = pa.CompressedInputStream(f, "gzip") if contract.compression == "gzip" else f
+        wanted = {canon: src for canon, src in contract.fields.items() if src in names}
+        missing = [
+            f"{canon} ({src!r})"
+            for canon, src in contract.fields.items()
+            if src not in names and canon not in contract.optional
+        ]
+        if missing:
+            raise ExtractError(
+                f"wrong header: missing required column(s) {', '.join(missing)}; "
+                # what was found is echoed redacted: a header-less file's "header" is a record (plates)
+                f"got {', '.join(repr(redact_text(n)) for n in names)}"
+            )
+        pending: list[Reject] = []
+
+        def on_invalid(row: Any) -> str:
+            line = int(row.number) if row.number is not None else -1
+            pending.append(
+                Reject(
+                    line - 1, "unparseable", f"{row.actual_columns} fields where the header has {row.expected_columns}"
+                )
+            )
+            return "skip"
+
+        try:
+            reader = _open_csv(stream, names, wanted, contract, on_invalid)
+        except (pa.ArrowInvalid, OSError) as exc:  # the first block cannot be parsed at all
+            raise ExtractError(f"unreadable CSV: {exc}".splitlines()[0][:300]) from exc
+        cursor = 1
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, EOFError) as exc:
+                report.warning = f"file unreadable after record {cursor - 1}: {exc}"
+                break
+            rejects, pending[:] = list(pending), []
+            n = batch.num_rows
+            skip = {r.record for r in rejects}
+            candidates = np.arange(cursor, cursor + n + len(skip), dtype=np.int64)
+            if skip:
+                candidates = candidates[~np.isin(candidates, np.fromiter(skip, dtype=np.int64))]
+            records = candidates[:n]
+            cursor = int(candidates[-1]) + 1 if len(candidates) else cursor
+            cols: dict[str, pa.Array] = {}
+            bad_any: np.ndarray | None = None
+            for canon, src in wanted.items():
+                col, bad = decode_column(batch.column(src), contract.encoding)
+                col = pc.if_else(_blank(col), pa.scalar(None, pa.string()), col)
+                cols[canon] = col
+                if bad is not None:
+                    bad_any = bad if bad_any is None else (bad_any | bad)
+            for canon in contract.fields:
+                cols.setdefault(canon, pa.nulls(n, pa.string()))
+            cols["_record"] = pa.array(records)
+            cols["_error"] = _error_column(n, bad_any, "bad_encoding")
+            report.records += n + len(rejects)
+            yield SourceBatch(pa.table(cols), rejects)
+        if pending:
+            report.records += len(pending)
+            yield SourceBatch(_empty(contract), list(pending))
+
+
+def _open_csv(stream: Any, names: list[str], wanted: dict[str, str], contract: DatasetContract, on_invalid: Any) -> Any:
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(
+            delimiter=contract.delimiter, invalid_row_handler=on_invalid, newlines_in_values=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.binary() for n in names},
+            include_columns=sorted(set(wanted.values())),
+            strings_can_be_null=False,
+        ),
+    )
+
+
+def _parse_header(line: bytes, contract: DatasetContract) -> list[str]:
+    if not line.strip():
+        raise ExtractError("empty file: no header line")
+    try:
+        text = line.decode("utf-8-sig" if contract.encoding.lower().startswith("utf") else contract.encoding)
+    except UnicodeDecodeError as exc:
+        raise ExtractError(f"header is not valid {contract.encoding}: {exc}") from exc
+    return [c.strip().strip('"') for c in text.rstrip("\r\n").split(contract.delimiter)]
+
+
+def _empty(contract: DatasetContract) -> pa.Table:
+    cols: dict[str, pa.Array] = {c: pa.array([], pa.string()) for c in contract.fields}
+    cols["_record"] = pa.array([], pa.int64())
+    cols["_error"] = pa.array([], pa.string())
+    return pa.table(cols)
+
+
+# ------------------------------------------------------------------------------- JSON Lines
+class Truncated(Exception):
+    """The compressed stream ended early or is corrupt after some good data."""
+
+
+def _chunks(stream: Any, gzipped: bool, limits: IntakeLimits | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+    """Raw or gunzipped chunks; everything decompressed before a truncation is still yielded.
+
+    A decompression bomb (more than ``max_decompressed_bytes``, or a ratio above
+    ``max_compression_ratio`` once past 64 MiB) stops the stream like a truncation.
+    """
+    if not gzipped:
+        while data := stream.read(size):
+            yield bytes(data)
+        return
+    limits = limits or IntakeLimits()
+    d = zlib.decompressobj(wbits=31)
+    read = written = 0
+    while True:
+        data = bytes(stream.read(size))
+        if not data:
+            break
+        read += len(data)
+        while data:
+            try:
+                out = d.decompress(data, size * 4)
+            except zlib.error as exc:
+                raise Truncated(f"corrupt compressed data: {exc}") from exc
+            written += len(out)
+            if written > limits.max_decompressed_bytes or (
+                written > 64 << 20 and written > limits.max_compression_ratio * read
+            ):
+                raise Truncated(
+                    f"refused as a decompression bomb: {written} bytes from {read} compressed "
+                    f"(limits: {limits.max_decompressed_bytes} bytes, ratio {limits.max_compression_ratio:g})"
+                )
+            if out:
+                yield out
+            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+            if d.eof and d.unused_data and not d.unconsumed_tail:  # a further gzip member follows
+                d = zlib.decompressobj(wbits=31)
+    tail = d.flush()
+    if tail:
+        yield tail
+    if not d.eof:
+        raise Truncated("compressed stream ends early (no end-of-stream marker)")
+
+
+OVERSIZED = b"\x00oversized\x00"
+
+
+class _LineReader:
+    """``readline`` over an iterator of chunks; a line longer than ``max_line`` is skipped and
+    reported as the marker :data:`OVERSIZED` (one record)."""
+
+    def __init__(self, chunks: Iterator[bytes], max_line: int = 1 << 20) -> None:
+        self.chunks, self.max_line = chunks, max_line
+        self.buf, self.pos, self.eof = b"", 0, False
+        self.skipping = False
+
+    def readline(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n", self.pos)
+            if end >= 0:
+                line = self.buf[self.pos : end + 1]
+                self.pos = end + 1
+                if self.skipping:
+                    self.skipping = False
+                    return OVERSIZED
+                if len(line) > self.max_line:
+                    return OVERSIZED
+                return line
+            if len(self.buf) - self.pos > self.max_line:  # drop what we hold; remember to skip the rest
+                self.buf, self.pos, self.skipping = b"", 0, True
+            if self.eof:
+                line, self.buf, self.pos = self.buf[self.pos :], b"", 0
+                if self.skipping:
+                    self.skipping = False
+                    return OVERSIZED
+                return line
+            data = next(self.chunks, b"")
+            self.eof = not data
+            self.buf, self.pos = self.buf[self.pos :] + data, 0
+
+
+def _key_paths(obj: dict[str, Any], seen: list[str] | None) -> list[str]:
+    """``seen`` plus the dotted paths of ``obj``'s leaves (an empty object or a list is a leaf)."""
+    out = dict.fromkeys(seen or ())
+    stack: list[tuple[str, dict[str, Any]]] = [("", obj)]
+    while stack:
+        prefix, o = stack.pop()
+        for k, v in o.items():
+            if isinstance(v, dict) and v:
+                stack.append((f"{prefix}{k}.", v))
+            else:
+                out[f"{prefix}{k}"] = None
+    return list(out)
+
+
+def _lookup(obj: Any, path: list[str]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    text = str(value).strip()
+    return text or None
+
+
+def _read_jsonl(
+    opener: Opener, contract: DatasetContract, report: ReadReport, limits: IntakeLimits
+) -> Iterator[SourceBatch]:
+    paths = {canon: src.split(".") for canon, src in contract.fields.items()}
+    with opener() as f:
+        lines = _LineReader(_chunks(f, contract.compression == "gzip", limits), limits.max_record_bytes)
+        record = 0
+        while True:
+            columns: dict[str, list[str | None]] = {c: [] for c in paths}
+            recs: list[int] = []
+            errors: list[str | None] = []
+            rejects: list[Reject] = []
+            done = False
+            while len(recs) + len(rejects) < BATCH_ROWS:
+                try:
+                    line = lines.readline()
+                except Truncated as exc:
+                    report.warning = f"{exc}; records after {record} could not be read"
+                    done = True
+                    # what was buffered before the cut is complete lines plus one partial line
+                    rest = lines.buf[lines.pos :]
+                    if rest.strip():
+                        record += 1
+                        rejects.append(Reject(record, "unparseable", "partial record at the end of a truncated file"))
+                    break
+                if not line:
+                    done = True
+                    break
+                if not line.strip():
+                    continue
+                record += 1
+                if line is OVERSIZED:
+                    rejects.append(Reject(record, "oversized_record", f"longer than {limits.max_record_bytes} bytes"))
+                    continue
+                try:
+                    obj = json.loads(line)
+                except UnicodeDecodeError:
+                    rejects.append(Reject(record, "bad_encoding", "record is not valid UTF-8"))
+                    continue
+                except ValueError as exc:
+                    reason = "unparseable"
+                    rejects.append(Reject(record, reason, f"invalid JSON: {exc.__class__.__name__}"))
+                    continue
+                if not isinstance(obj, dict):
+                    rejects.append(Reject(record, "unparseable", "record is not a JSON object"))
+                    continue
+                if record <= KEY_SAMPLE:
+                    report.columns = _key_paths(obj, report.columns)
+                for canon, path in paths.items():
+                    columns[canon].append(_as_text(_lookup(obj, path)))
+                recs.append(record)
+                errors.append(None)
+            if recs or rejects:
+                cols: dict[str, pa.Array] = {c: pa.array(v, pa.string()) for c, v in columns.items()}
+                cols["_record"] = pa.array(recs, pa.int64())
+                cols["_error"] = pa.array(errors, pa.string())
+                report.records += len(recs) + len(rejects)
+                yield SourceBatch(pa.table(cols), rejects)
+            if done:
+                break

@@ -1,0 +1,158 @@
+"""Least privilege on the object store: S3 IAM-style policy documents generated from the force registry.
+
+Roles (one MinIO user each, named like its policy):
+
+* ``xforce-force-<code>``: the force writes only its own landing prefix ``<landing>/<code>/``
+  (and may list it, to see what it delivered); nothing else, not even reading it back.
+* ``xforce-analyst``: reads the curated zone only.
+* ``xforce-pipeline``: reads landing (and deletes there, for retention only); reads and writes raw,
+  staging, curated, quarantine, docs and the restricted zone.
+* ``xforce-reidentify``: reads the token->plate map in the restricted zone (``xforce reidentify``).
+
+Zones that are not ``s3://`` in the settings are placed at ``s3://<bucket>/<zone>`` (default
+bucket ``xforce``), the layout the generated files in ``deploy/minio/policies/`` assume.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xforce.privacy.tokenmap import TOKEN_MAP
+
+if TYPE_CHECKING:
+    from xforce.intake.contracts import Registry
+    from xforce.settings import Settings
+
+VERSION = "2012-10-17"
+ZONE_NAMES = ("landing", "raw", "staging", "curated", "quarantine", "docs", "restricted")
+READ = ["s3:GetObject"]
+WRITE = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+
+def zone_locations(settings: Settings, bucket: str = "xforce") -> dict[str, tuple[str, str]]:
+    """Zone -> (bucket, prefix) on the object store."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in ZONE_NAMES:
+        uri = getattr(settings, name, "") or ""
+        if uri.startswith("s3://"):
+            b, _, prefix = uri[5:].partition("/")
+            out[name] = (b, prefix.strip("/"))
+        else:
+            out[name] = (bucket, name)
+    return out
+
+
+def _objects(loc: tuple[str, str], sub: str = "") -> str:
+    bucket, prefix = loc
+    path = "/".join(p for p in (prefix, sub) if p)
+    return f"arn:aws:s3:::{bucket}/{path}/*" if path else f"arn:aws:s3:::{bucket}/*"
+
+
+def _listing(*places: tuple[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """``s3:ListBucket`` limited to the given prefixes: one statement per bucket."""
+    by_bucket: dict[str, list[str]] = {}
+    for (bucket, prefix), sub in places:
+        path = "/".join(p for p in (prefix, sub) if p)
+        by_bucket.setdefault(bucket, []).extend([path, f"{path}/*"] if path else [])
+    out = []
+    for bucket, prefixes in by_bucket.items():
+        stmt: dict[str, Any] = {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"]}
+        if prefixes:
+            stmt["Condition"] = {"StringLike": {"s3:prefix": prefixes}}
+        out.append(stmt)
+    return out
+
+
+def _doc(statements: list[dict[str, Any]], buckets: set[str]) -> dict[str, Any]:
+    location = {
+        "Effect": "Allow",
+        "Action": ["s3:GetBucketLocation"],
+        "Resource": [f"arn:aws:s3:::{b}" for b in sorted(buckets)],
+    }
+    return {"Version": VERSION, "Statement": [location, *statements]}
+
+
+def generate(registry: Registry, settings: Settings, bucket: str = "xforce") -> dict[str, dict[str, Any]]:
+    """Policy name -> policy document."""
+    loc = zone_locations(settings, bucket)
+    docs: dict[str, dict[str, Any]] = {}
+    for code in registry.forces:
+        docs[f"xforce-force-{code}"] = _doc(
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                    "Resource": [_objects(loc["landing"], code)],
+                },
+                *_listing((loc["landing"], code)),
+            ],
+            {loc["landing"][0]},
+        )
+    docs["xforce-analyst"] = _doc(
+        [{"Effect": "Allow", "Action": READ, "Resource": [_objects(loc["curated"])]}, *_listing((loc["curated"], ""))],
+        {loc["curated"][0]},
+    )
+    written = [z for z in ZONE_NAMES if z != "landing"]
+    docs["xforce-pipeline"] = _doc(
+        [
+            # Landing: read, and delete for retention only; never write there.
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"], "Resource": [_objects(loc["landing"])]},
+            {"Effect": "Allow", "Action": WRITE, "Resource": [_objects(loc[z]) for z in written]},
+            *_listing(*((loc[z], "") for z in ZONE_NAMES)),
+        ],
+        {b for b, _ in loc.values()},
+    )
+    docs["xforce-reidentify"] = _doc(
+        [
+            {"Effect": "Allow", "Action": READ, "Resource": [_objects(loc["restricted"], TOKEN_MAP)]},
+            *_listing((loc["restricted"], TOKEN_MAP)),
+        ],
+        {loc["restricted"][0]},
+    )
+    return docs
+
+
+def apply_script(names: list[str]) -> str:
+    """A POSIX shell script for the compose init: create each policy and attach it to its user."""
+    lines = [
+        "#!/bin/sh",
+        "# Generated by `xforce policies`: do not edit, regenerate.",
+        "# Usage: apply.sh [ALIAS]   (an `mc alias set ALIAS http://minio:9000 ROOT_USER ROOT_PASSWORD` done first)",
+        "# Creates (or replaces) every policy and attaches each to the MinIO user of the same name",
+        "# when that user exists; create the users first with `mc admin user add ALIAS NAME SECRET`.",
+        "set -eu",
+        'ALIAS="${1:-xforce}"',
+        'DIR="$(cd "$(dirname "$0")" && pwd)"',
+        f"for p in {' '.join(shlex.quote(n) for n in names)}; do",
+        '  mc admin policy create "$ALIAS" "$p" "$DIR/$p.json"',
+        '  if mc admin user info "$ALIAS" "$p" >/dev/null 2>&1; then',
+        '    mc admin policy attach "$ALIAS" "$p" --user "$p" || echo "apply.sh: $p already attached to user $p"',
+        "  else",
+        '    echo "apply.sh: no user $p yet: policy created, not attached"',
+        "  fi",
+        "done",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(out_dir: str | Path, docs: dict[str, dict[str, Any]]) -> list[Path]:
+    """Write one JSON file per policy, an index and ``apply.sh``; stale ``xforce-*.json`` files are removed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for old in out.glob("xforce-*.json"):
+        if old.stem not in docs:
+            old.unlink()
+    for name, doc in sorted(docs.items()):
+        path = out / f"{name}.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    script = out / "apply.sh"
+    script.write_text(apply_script(sorted(docs)), encoding="utf-8")
+    script.chmod(0o755)
+    written.append(script)
+    return written
