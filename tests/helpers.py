@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
@@ -12,6 +13,11 @@ from xforce import context
 from xforce.exchange import land, process, publish
 from xforce.schemas import DATASETS
 from xforce.store import layout
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import pytest
 
 
 def run_night_plain(ctx: context.Context, night: str) -> str:
@@ -77,3 +83,36 @@ def check_against_truth(
 
 def null_count(table: Any, column: str) -> int:
     return int(pc.sum(pc.is_null(table.column(column))).as_py() or 0)
+
+
+@contextlib.contextmanager
+def s3_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto S3 server on loopback in this process, the standard AWS settings pointed at it.
+
+    Yields its endpoint; skips (or fails under CI's flag) when moto is not installed.
+    """
+    from conftest import need_service
+
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:  # pragma: no cover - moto is a dev dependency
+        need_service(False, "moto is not installed (dev extra)")
+        raise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for k, v in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-2",
+            "AWS_REGION": "eu-west-2",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield endpoint
+    finally:
+        server.stop()

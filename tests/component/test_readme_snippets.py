@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import need_service
 
+from helpers import s3_in_process
 from xforce.schemas import CANONICAL
 
 pytestmark = pytest.mark.component
@@ -158,32 +157,13 @@ def test_readme_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_s3_snippet(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError:  # pragma: no cover - moto is a dev dependency
-        need_service(False, "moto is not installed (dev extra)")
-        return
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for k, v in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-west-2",
-            "AWS_REGION": "eu-west-2",
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    import boto3
+
+    with s3_in_process(monkeypatch) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="xforce-exchange", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
         write_curated(lambda rel, data: s3.put_object(Bucket="xforce-exchange", Key=rel, Body=data))
         check(run(snippets()[1]))
-    finally:
-        server.stop()
 
 
 # ------------------------------------------------------------------ links and module names

@@ -11,9 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import need_service
 
-from helpers import run_night_plain
+from helpers import run_night_plain, s3_in_process
 from xforce import context, html
 from xforce.exchange import land, process, publish
 from xforce.privacy.tokens import tokenise
@@ -299,27 +298,11 @@ def test_reports_zone(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_reports_read_and_write_s3(planted, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same reports from an s3:// curated zone (pyarrow's S3 filesystem; no DuckDB extension), into s3://."""
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError:  # pragma: no cover - moto is a dev dependency
-        need_service(False, "moto is not installed (dev extra)")
-        return
+    import boto3
+
     curated = planted["data"] / "curated"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for k, v in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-west-2",
-            "AWS_REGION": "eu-west-2",
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }.items():
-            monkeypatch.setenv(k, v)
-        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+    with s3_in_process(monkeypatch) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="exchange", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
         for path in curated.rglob("*.parquet"):  # the planted night, all seven forces
             s3.upload_file(str(path), "exchange", f"prod/curated/{path.relative_to(curated)}")
@@ -335,5 +318,3 @@ def test_reports_read_and_write_s3(planted, monkeypatch: pytest.MonkeyPatch) -> 
         page = reports_zone.read_bytes(layout.report_page(NIGHT)).decode()
         target = next(v for v in planted["truth"]["_planted"]["vehicles"] if v["qualifies"])
         assert token(target["plate"])[:16] in page
-    finally:
-        server.stop()
