@@ -30,7 +30,12 @@ TZ = "Europe/London"
     catchup=False,
     max_active_runs=1,
     tags=["xforce", "late"],
-    default_args={"owner": "xforce", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "xforce",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=15),
+    },
     doc_md=__doc__,
 )
 def xforce_late_extracts() -> None:

@@ -50,6 +50,8 @@ def _alert_missing_extract(context: dict) -> None:
         "retries": 2,
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
+        # a hung read or worker fails its task (and only its force's extract); 1 M reads take about a minute
+        "execution_timeout": timedelta(minutes=45),
     },
     params={
         "night": Param(

@@ -35,7 +35,12 @@ from xforce.airflow.assets import CURATED  # the assets publish_night in xforce_
     catchup=False,
     max_active_runs=1,
     tags=["xforce", "reports"],
-    default_args={"owner": "xforce", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "xforce",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(minutes=30),
+    },
     params={
         "night": Param(
             None,

@@ -29,7 +29,12 @@ TZ = "Europe/London"
     catchup=False,
     max_active_runs=1,
     tags=["xforce", "retention"],
-    default_args={"owner": "xforce", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "xforce",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(hours=1),
+    },
     params={
         "dry_run": Param(False, type="boolean", description="Only list what would be deleted"),
         "today": Param(

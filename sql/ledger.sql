@@ -48,3 +48,25 @@ CREATE TABLE IF NOT EXISTS xforce_reidentifications (
 );
 
 CREATE INDEX IF NOT EXISTS xforce_reidentifications_at ON xforce_reidentifications (at);
+
+-- One run per night at a time (xforce.store.ledger.Ledger.acquire_lease): the run that holds a
+-- night until it releases it or the lease expires; every step of that run renews it.
+CREATE TABLE IF NOT EXISTS xforce_leases (
+    night       VARCHAR(10)  NOT NULL PRIMARY KEY,
+    run_id      VARCHAR(250) NOT NULL,
+    holder      VARCHAR(200),             -- host:pid that took or last renewed it
+    acquired_at VARCHAR(32)  NOT NULL,    -- UTC, ISO-8601
+    expires_at  VARCHAR(32)  NOT NULL
+);
+
+-- A night's publish, journalled (xforce.exchange.publish): begun with its plan before anything is
+-- copied into place, committed once every file and manifest is written. A begun publish is
+-- completed by the next run of the night (or `xforce repair`) from the run's staged files.
+CREATE TABLE IF NOT EXISTS xforce_publishes (
+    night        VARCHAR(10)  NOT NULL PRIMARY KEY,
+    run_id       VARCHAR(250) NOT NULL,
+    state        VARCHAR(16)  NOT NULL,   -- begun | committed
+    plan         TEXT         NOT NULL,   -- JSON: per dataset and force, what is published or kept
+    begun_at     VARCHAR(32)  NOT NULL,
+    committed_at VARCHAR(32)
+);

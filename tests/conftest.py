@@ -30,6 +30,8 @@ TIERS = ("unit", "component", "dags", "integration")
 
 # Test-only key: a fixed value so that tokens are reproducible inside a test run.
 os.environ.setdefault("XFORCE_HMAC_KEY", "test-key-not-a-secret-0123456789")
+# Tests write a landing file and land it at once: no settle interval (test_faults tests the interval itself).
+os.environ.setdefault("XFORCE_SETTLE_SECONDS", "0")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 sys.path.insert(0, str(ROOT / "plugins"))

@@ -1,44 +1,77 @@
 """``xforce``: the same code paths the DAG uses, from the command line.
 
-xforce generate --date D --out DIR [--anpr-reads N] [--seed S] [--forces ...] [--datasets ...]
-xforce run --date D            # the nightly DAG for that night, through Airflow itself
-xforce ingest --force F --dataset D --file PATH --date D
-xforce status --date D         # the force x dataset table from the ledger
-xforce backfill --from D1 --to D2 [--reports]   # xforce_nightly for each night in order, through Airflow
-xforce report --date D          # the cross-force reports of a night (Parquet + HTML)
-xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
-xforce audit [--token T]        # the re-identification audit
-xforce retention [--dry-run] [--today D]
-xforce policies --out deploy/minio/policies
-xforce rotate-key               # re-tokenise under the configured (new) key version
+Examples (every subcommand has its own ``--help`` with more):
+
+  xforce generate --date 2026-11-27 --out data/landing   # sample extracts for all seven forces
+  xforce run --date 2026-11-27                           # the nightly DAG for that night, through Airflow
+  xforce status --date 2026-11-27                        # never ran / running / how each extract ended
+  xforce ingest --force kent --dataset incidents --file kent.csv --date 2019-01-15
+  xforce backfill --from 2026-11-20 --to 2026-11-26 [--reports]
+  xforce report --date 2026-11-27                        # the cross-force reports of a night
+  xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
+  xforce audit | retention [--dry-run] | policies --out DIR | rotate-key
+
+Quiet by default: Airflow's and Great Expectations' logs go to a log file (its path is printed);
+-v/--verbose shows them and any traceback, -q/--quiet prints only the outcome, --json (run,
+ingest, status, backfill) prints a machine-readable result. Exit codes: 0 done, 1 the work failed
+(a failed extract, a night already running, an unreachable database or S3), 2 the command was
+asked wrongly (unknown force or dataset, bad date, missing file or key), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time as clock
+import traceback
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from xforce.errors import XforceError
+from xforce.cli_console import (
+    FAILED,
+    FINAL,
+    INTERRUPTED,
+    OK,
+    USAGE,
+    CliError,
+    Out,
+    Poller,
+    Progress,
+    Rate,
+    capture,
+    explain,
+    night_summary,
+    summary_line,
+    verdict,
+)
+from xforce.errors import NightBusyError
 from xforce.schemas import DATASETS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from xforce.context import Context
     from xforce.settings import Settings
+
+#: An extract of a night is done with once it reaches one of these (``validated`` waits only for publish).
+DONE = (*FINAL, "validated")
 
 
 def _night(value: str) -> str:
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD, e.g. 2026-11-27): {value!r}") from None
 
 
 def ensure_dev_key(data_dir: str) -> None:
@@ -54,14 +87,57 @@ def ensure_dev_key(data_dir: str) -> None:
     os.environ["XFORCE_HMAC_KEY_FILE"] = str(path)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _log_path(settings: Settings, command: str, what: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(settings.data_dir) / "logs" / f"xforce-{command}-{what}-{stamp}.log"
+
+
+def _context(out: Out) -> Context:
+    """The settings, registry and ledger (reached now, so that an unreachable database is said up front)."""
+    from xforce import context
+
+    return context.Context.from_env()
+
+
+def _check_key(settings: Settings) -> None:
+    """The plate key, before any work: a missing or short one is a usage error, said once."""
+    from xforce.settings import hmac_key
+
+    ensure_dev_key(settings.data_dir)
+    hmac_key()
+
+
+def _live_lease(ctx: Context, night: str) -> dict[str, Any] | None:
+    """The night's lease when another run holds it now (``xforce.store.ledger.Ledger.lease``)."""
+    from xforce.store.ledger import utcnow
+
+    lease = getattr(ctx.ledger, "lease", None)
+    row = lease(night) if lease is not None else None
+    return row if row and str(row.get("expires_at") or "") >= utcnow() else None
+
+
+def _refuse_if_running(ctx: Context, night: str) -> None:
+    row = _live_lease(ctx, night)
+    if row:
+        raise NightBusyError(
+            f"night {night} is being run by {row.get('run_id')} ({row.get('holder')}, lease until "
+            f"{row.get('expires_at')} UTC): wait for it to finish, or after a crash for its lease to expire"
+        )
+
+
+def cmd_generate(args: argparse.Namespace, out: Out) -> int:
     try:  # a developer tool (tools/xforce_tools), not part of the runtime image
         from xforce_tools.generate import generate_night
     except ImportError as exc:
-        raise XforceError(
-            f"the extract generator is a developer tool: install the project with `make install` ({exc})"
+        raise CliError(
+            f"the extract generator is a developer tool: install the project with `make install` ({exc})", USAGE
         ) from None
+    from xforce.intake.contracts import load_registry
+    from xforce.settings import Settings
 
+    registry = load_registry(Settings.from_env().config_dir)
+    for force in args.forces or ():
+        registry.force(force)  # an unknown force: one line, exit 2
     truth = generate_night(
         date.fromisoformat(args.date),
         args.out,
@@ -75,8 +151,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         plant_crossing_vehicle=args.plant_crossing_vehicle,
     )
     total = sum(d["records"] for k, f in truth.items() if not k.startswith("_") for d in f.values())
-    print(f"wrote {total} records for {args.date} under {args.out}")
-    return 0
+    out.summary(f"wrote {total} records for {args.date} under {args.out}")
+    return OK
 
 
 def prepare_airflow() -> Settings:
@@ -102,19 +178,11 @@ def prepare_airflow() -> Settings:
         migrate.wait()
         raise
     if migrate.wait() != 0:
-        raise subprocess.CalledProcessError(migrate.returncode, [airflow, "db", "migrate"])
+        raise CliError(
+            f"Airflow's metadata database could not be migrated (`airflow db migrate` exit {migrate.returncode}): "
+            "check AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and that the database is up"
+        )
     return settings
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    prepare_airflow()
-    state = run_dag_test(args.date)
-    from xforce import context
-    from xforce.exchange import publish
-
-    print(f"\nxforce_nightly for {args.date}: run {state}")
-    print(publish.format_table(publish.night_table(context.Context.from_env(), args.date)))
-    return 0 if state == "success" else 1
 
 
 def run_dag_test(night: str) -> str:
@@ -123,10 +191,10 @@ def run_dag_test(night: str) -> str:
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
-        raise XforceError(f"DAG import errors: {bag.import_errors}")
+        raise CliError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("xforce_nightly")
     if dag is None:
-        raise XforceError("DAG xforce_nightly not found")
+        raise CliError("DAG xforce_nightly not found")
     # A fresh logical date per run so that a re-run of the same night is a new DAG run.
     run_after = datetime.combine(
         date.fromisoformat(night) + timedelta(days=1), time(2, 30), ZoneInfo("Europe/London")
@@ -136,7 +204,118 @@ def run_dag_test(night: str) -> str:
     return str(getattr(dr, "state", "unknown"))
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
+def _run_night(ctx: Context, night: str, out: Out) -> tuple[str, float]:
+    """``run_dag_test`` with the extracts done of total drawn on a terminal; ``(state, seconds)``."""
+    from xforce.store.ledger import utcnow
+
+    total = len(ctx.registry.forces) * len(DATASETS)
+    since = utcnow()
+    bar = Progress(out)
+
+    def tick() -> None:
+        rows = ctx.ledger.extracts(night)
+        done = sum(r["status"] in DONE and str(r.get("updated_at") or "") >= since for r in rows)
+        bar.update(night, f"xforce_nightly {night}", done, total)
+
+    start = clock.monotonic()
+    try:
+        if bar.active:
+            tick()
+        with Poller(tick) if bar.active else contextlib.nullcontext():
+            state = run_dag_test(night)
+    finally:
+        bar.close()
+    return state, clock.monotonic() - start
+
+
+def _file_uri(uri: str) -> str:
+    return f"file://{uri}" if uri.startswith("/") else uri
+
+
+def _ui_address() -> str | None:
+    """The Airflow UI's address when one answers (a deployment is up), else None."""
+    base = (os.environ.get("AIRFLOW__API__BASE_URL") or "http://127.0.0.1:8080").rstrip("/")
+    parts = urlsplit(base)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=0.3):
+            return base
+    except OSError:
+        return None
+
+
+def next_steps(ctx: Context, night: str) -> dict[str, str]:
+    """Where to look after a run: the Data Docs page, the report page, the UI, the status."""
+    from xforce.reports import queries as reports
+    from xforce.store import layout
+    from xforce.store.connections import open_zone
+
+    steps: dict[str, str] = {}
+    page = layout.validation_page(night)
+    with contextlib.suppress(Exception):
+        if ctx.zones.docs.exists(page):
+            steps["Data Docs"] = _file_uri(ctx.zones.docs.uri_of(page))
+    steps.setdefault("Data Docs", f"none for {night} yet")
+    report = f"`xforce report --date {night}` builds it"
+    with contextlib.suppress(Exception):
+        zone = open_zone(reports.reports_uri(ctx.settings))
+        if zone.exists(layout.report_page(night)):
+            report = _file_uri(zone.uri_of(layout.report_page(night)))
+    steps["report"] = report
+    ui = _ui_address()
+    steps["the UI"] = (
+        f"{ui}/dags/xforce_nightly" if ui else "none running here (a deployment: docs/operator-guide.md#docker-compose)"
+    )
+    steps["status"] = f"xforce status --date {night}"
+    return steps
+
+
+def _print_next(out: Out, steps: dict[str, str]) -> None:
+    out.stage("next:")
+    for name, where in steps.items():
+        out.stage(f"  {name:10} {where}")
+
+
+def _night_result(ctx: Context, night: str, state: str) -> tuple[int, list[str], dict[str, Any]]:
+    from xforce.exchange import publish
+
+    rows = publish.night_table(ctx, night)
+    summary = night_summary(rows)
+    code, lines = verdict(summary, state, night, ctx.settings.landing)
+    doc: dict[str, Any] = {"night": night, "state": state, "exit_code": code, **summary, "problems": lines}
+    doc["table"] = rows
+    return code, lines, doc
+
+
+def cmd_run(args: argparse.Namespace, out: Out) -> int:
+    from xforce.exchange import publish
+
+    ctx = _context(out)
+    _check_key(ctx.settings)
+    _refuse_if_running(ctx, args.date)
+    out.log = _log_path(ctx.settings, "run", args.date)
+    if not out.verbose:
+        out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
+    with capture(out, out.log):
+        start = clock.monotonic()
+        prepare_airflow()
+        out.stage(f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)")
+        state, seconds = _run_night(ctx, args.date, out)
+    code, lines, doc = _night_result(ctx, args.date, state)
+    out.summary(f"xforce_nightly for {args.date}: run {state} in {seconds:.0f} s")
+    out.summary(f"extracts: {summary_line(doc)}")
+    if doc["statuses"]["missing"] < doc["extracts"]:
+        out.result(publish.format_table(doc["table"]))
+    for line in lines:
+        (out.error if code else out.stage)(line)
+    doc["next"] = next_steps(ctx, args.date)
+    doc["log"] = str(out.log)
+    if code == OK:
+        _print_next(out, doc["next"])
+    out.json(doc)
+    return code
+
+
+def cmd_backfill(args: argparse.Namespace, out: Out) -> int:
     """Reprocess every night from ``--from`` to ``--to`` through Airflow, oldest first, in one process.
 
     Idempotent: a night's partitions are replaced, never duplicated; a changed re-delivery in
@@ -145,34 +324,47 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     first, last = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
     if last < first:
-        print(f"xforce backfill: --to {last} is before --from {first}", file=sys.stderr)
-        return 2
+        raise CliError(f"--to {last} is before --from {first}: give the earlier night to --from", USAGE)
     nights = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    settings = prepare_airflow()
-    from xforce import context
-    from xforce.exchange import publish
+    ctx = _context(out)
+    _check_key(ctx.settings)
+    out.log = _log_path(ctx.settings, "backfill", f"{nights[0]}_{nights[-1]}")
+    if not out.verbose:
+        out.stage(f"xforce backfill {nights[0]} .. {nights[-1]}: Airflow's and GX's logs go to {out.log}")
+    docs: list[dict[str, Any]] = []
+    doc: dict[str, Any]
+    with capture(out, out.log):
+        settings = prepare_airflow()
+        for night in nights:
+            busy = _live_lease(ctx, night)
+            if busy:
+                problem = f"night {night} is being run by {busy.get('run_id')}: skipped"
+                doc = {"night": night, "state": "busy", "exit_code": FAILED, "problems": [problem]}
+                out.summary(f"xforce_nightly for {night}: skipped, another run holds it")
+                docs.append(doc)
+                continue
+            state, _ = _run_night(ctx, night, out)
+            _, lines, doc = _night_result(ctx, night, state)
+            note = f"{doc['statuses']['published']}/{doc['extracts']} extracts published"
+            if args.reports and state == "success":
+                from xforce.reports import queries as reports
 
-    states: list[tuple[str, str, str]] = []
-    for night in nights:
-        state = run_dag_test(night)
-        rows = publish.night_table(context.Context.from_env(), night)
-        published = sum(r["status"] == "published" for r in rows)
-        note = f"{published}/{len(rows)} extracts published"
-        if args.reports and state == "success":
-            from xforce.reports import queries as reports
-
-            built = reports.build_reports(settings, night)
-            note += f"; reports: {built['files']['html']}"
-        states.append((night, state, note))
-        print(f"xforce_nightly for {night}: run {state}; {note}", flush=True)
-    failed = [n for n, s, _ in states if s != "success"]
-    print(f"\nbackfill {nights[0]} .. {nights[-1]}: {len(nights) - len(failed)} of {len(nights)} nights succeeded")
+                built = reports.build_reports(settings, night)
+                note += f"; reports: {built['files']['html']}"
+            out.summary(f"xforce_nightly for {night}: run {state}; {note}")
+            for line in lines:
+                out.stage(f"  {line}")
+            doc.pop("table", None)
+            docs.append(doc)
+    failed = [d["night"] for d in docs if d["exit_code"] != OK]
+    out.summary(f"backfill {nights[0]} .. {nights[-1]}: {len(nights) - len(failed)} of {len(nights)} nights succeeded")
     for n in failed:
-        print(f"  failed: {n} (see `xforce status --date {n}`)")
-    return 1 if failed else 0
+        out.error(f"night {n} did not succeed (see `xforce status --date {n}`)")
+    out.json({"from": nights[0], "to": nights[-1], "nights": docs, "failed": failed, "log": str(out.log)})
+    return FAILED if failed else OK
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace, out: Out) -> int:
     from xforce.reports import queries as reports
     from xforce.settings import Settings
 
@@ -180,46 +372,169 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, where in built["files"].items():
         rows = built["rows"].get(name)
         print(f"{name:22} {'' if rows is None else f'{rows:>7} rows  '}{where}")
-    return 0
+    return OK
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from xforce import context
+def _records_in(path: Path) -> int | None:
+    """Records in a local extract, counted as lines before the work (for the ETA); None when compressed."""
+    if path.suffix == ".gz":
+        return None
+    lines, last = 0, b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(0, lines + (last != b"\n") - 1)  # less the header (a JSON Lines file has none: close enough)
+
+
+@contextlib.contextmanager
+def _count_records(bar: Progress, label: str, total: int | None) -> Iterator[None]:
+    """Draw the records of an extract as they go into validation, with rate and ETA (a terminal only).
+
+    ``xforce.exchange.process`` has no progress hook: for this command's own process only, its
+    batch iterator is wrapped while the extract is processed, and restored after.
+    """
+    from xforce.exchange import process
+
+    inner = getattr(process, "prefetched", None)
+    if inner is None:  # the hook moved: no progress rather than no ingest
+        yield
+        return
+    rate = Rate()
+    seen = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        nonlocal seen
+        for batch in inner(*args, **kwargs):
+            seen += batch.table.num_rows + len(batch.rejects)
+            bar.update(label, label, seen, max(total or 0, seen) or None, records=seen, rate=rate.text(seen))
+            yield batch
+
+    process.prefetched = counted  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        process.prefetched = inner
+
+
+def cmd_ingest(args: argparse.Namespace, out: Out) -> int:
     from xforce.exchange import land, process, publish, tuning
     from xforce.quality import gxworker
     from xforce.store import layout
     from xforce.store.zones import Zone
 
-    tuning.arrow_memory_pool()  # this command's own process: tuned once, here at its edge
-    gxworker.start()  # GX's import runs in its worker while this process lands the file
-    ctx = context.Context.from_env()
-    ensure_dev_key(ctx.settings.data_dir)
-    ctx.registry.force(args.force)
     src = Path(args.file)
     if not src.is_file():
-        print(f"xforce ingest: no such file {src}", file=sys.stderr)
-        return 2
-    landing = ctx.zones.landing
-    delivery = layout.delivery_dir(args.force, args.dataset, args.date)
-    landing.copy_from(Zone(str(src.parent.resolve())), src.name, f"{delivery}/{src.name}")
-    run_id = f"ingest__{args.force}__{args.dataset}__{args.date}__{uuid.uuid4().hex[:8]}"
-    ref = land.land_extract(ctx, args.date, args.force, args.dataset, run_id)
-    process.process_extract(ctx, ref, run_id)
-    publish.publish_night(ctx, args.date, run_id)
+        raise CliError(f"no such file {src}: give --file the path of one extract", USAGE)
+    ctx = _context(out)
+    ctx.registry.force(args.force)
+    _check_key(ctx.settings)
+    _refuse_if_running(ctx, args.date)
+    label = f"{args.force}/{args.dataset}"
+    out.log = _log_path(ctx.settings, "ingest", f"{args.force}-{args.dataset}-{args.date}")
+    if not out.verbose:
+        out.stage(f"xforce ingest {label} {args.date}: GX's logs go to {out.log}")
+    with capture(out, out.log):
+        tuning.arrow_memory_pool()  # this command's own process: tuned once, here at its edge
+        gxworker.start()  # GX's import runs in its worker while this process lands the file
+        landing = ctx.zones.landing
+        delivery = layout.delivery_dir(args.force, args.dataset, args.date)
+        landing.copy_from(Zone(str(src.parent.resolve())), src.name, f"{delivery}/{src.name}")
+        run_id = f"ingest__{args.force}__{args.dataset}__{args.date}__{uuid.uuid4().hex[:8]}"
+        ref = land.land_extract(ctx, args.date, args.force, args.dataset, run_id, settle=False)  # copied whole
+        out.stage(f"landed {src.name} ({src.stat().st_size:,} bytes) as {label} for {args.date}")
+        bar = Progress(out, kind="records")
+        start = clock.monotonic()
+        try:
+            with _count_records(bar, label, _records_in(src)) if bar.active else contextlib.nullcontext():
+                outcome = process.process_extract(ctx, ref, run_id)
+        finally:
+            bar.close()
+        out.stage(
+            f"read and validated {outcome.rows_in or 0:,} records in {clock.monotonic() - start:.1f} s: "
+            f"{outcome.status}"
+        )
+        publish.publish_night(ctx, args.date, run_id)
     rows = [r for r in publish.night_table(ctx, args.date) if r["force"] == args.force and r["dataset"] == args.dataset]
-    print(publish.format_table(rows))
-    return 0 if rows and rows[0]["status"] == "published" else 1
+    row = rows[0] if rows else {"status": "missing", "received": 0, "published": 0, "quarantined": 0, "error": ""}
+    out.result(publish.format_table(rows))
+    status = row["status"]
+    code = OK if status == "published" else FAILED
+    out.summary(
+        f"{label} {args.date}: {status}; {row['received']:,} received, {row['published']:,} published, "
+        f"{row['quarantined']:,} quarantined"
+    )
+    if code:
+        out.error(f"{label} was not published: {row.get('error') or status} (`xforce status --date {args.date}`)")
+    out.json({"night": args.date, "force": args.force, "dataset": args.dataset, "exit_code": code, **row})
+    return code
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from xforce import context
+def night_state(ctx: Context, night: str) -> tuple[str, dict[str, Any]]:
+    """``never_ran``, ``running``, ``unfinished``, ``failed`` or ``published`` (with ``detail``)."""
+    recorded = ctx.ledger.extracts(night)
+    events = ctx.ledger.events(night)
+    lease = _live_lease(ctx, night)
+    detail: dict[str, Any] = {"last_event_at": events[-1]["at"] if events else None}
+    if lease:
+        detail["lease"] = {k: lease.get(k) for k in ("run_id", "holder", "acquired_at", "expires_at")}
+        return "running", detail
+    if not recorded and not events:
+        return "never_ran", detail
+    if any(r["status"] == "failed" for r in recorded):
+        return "failed", detail
+    if not any(e["event"] == "night_published" for e in events) or any(
+        r["status"] in ("landed", "validated") for r in recorded
+    ):
+        return "unfinished", detail
+    return "published", detail
+
+
+STATE_TEXT = {
+    "never_ran": "never ran (nothing in the ledger for it)",
+    "running": "running now",
+    "unfinished": "started but did not finish (no publish of its last run): run it again",
+    "failed": "ran; some extracts failed",
+    "published": "ran and published",
+}
+
+
+def cmd_status(args: argparse.Namespace, out: Out) -> int:
     from xforce.exchange import publish
 
-    print(publish.format_table(publish.night_table(context.Context.from_env(), args.date)))
-    return 0
+    ctx = _context(out)
+    state, detail = night_state(ctx, args.date)
+    doc: dict[str, Any] = {"night": args.date, "state": state, **detail}
+    line = f"night {args.date}: {STATE_TEXT[state]}"
+    if state == "never_ran":
+        out.summary(f"{line}; run it with `xforce run --date {args.date}`")
+        out.json(doc)
+        return OK
+    if state == "running":
+        lease = detail["lease"]
+        line += f" ({lease['run_id']} on {lease['holder']}, since {lease['acquired_at']} UTC)"
+    rows = publish.night_table(ctx, args.date)
+    summary = night_summary(rows)
+    out.summary(f"{line}; {summary_line(summary)}")
+    out.result(publish.format_table(rows))
+    out.json({**doc, **summary, "table": rows})
+    return OK
 
 
-def cmd_reidentify(args: argparse.Namespace) -> int:
+def cmd_repair(args: argparse.Namespace, out: Out) -> int:
+    """Complete every publish of the night that was begun and never committed (from its journal)."""
+    from xforce.exchange import publish
+
+    ctx = _context(out)
+    done = publish.repair_night(ctx, args.date)
+    if done:
+        out.summary(f"night {args.date}: completed the interrupted publish of {', '.join(done)}")
+    else:
+        out.summary(f"night {args.date}: nothing to repair (no publish was left unfinished)")
+    return OK
+
+
+def cmd_reidentify(args: argparse.Namespace, out: Out) -> int:
     from xforce.privacy import tokenmap as privacy
     from xforce.settings import Settings
     from xforce.store.ledger import open_ledger
@@ -237,7 +552,7 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def cmd_audit(args: argparse.Namespace, out: Out) -> int:
     from xforce.settings import Settings
     from xforce.store.ledger import open_ledger
 
@@ -250,7 +565,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retention(args: argparse.Namespace) -> int:
+def cmd_retention(args: argparse.Namespace, out: Out) -> int:
     from xforce.privacy import retention
     from xforce.settings import Settings
     from xforce.store.ledger import open_ledger
@@ -270,7 +585,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_policies(args: argparse.Namespace) -> int:
+def cmd_policies(args: argparse.Namespace, out: Out) -> int:
     from xforce.intake.contracts import load_registry
     from xforce.privacy import policies
     from xforce.settings import Settings
@@ -281,7 +596,7 @@ def cmd_policies(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rotate_key(args: argparse.Namespace) -> int:
+def cmd_rotate_key(args: argparse.Namespace, out: Out) -> int:
     from xforce.privacy import tokenmap as privacy
     from xforce.settings import Settings, hmac_key
     from xforce.store.ledger import open_ledger
@@ -300,77 +615,231 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="xforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+#: An example for every subcommand (shown by its ``--help``; the tests check there is one).
+EXAMPLES = {
+    "generate": "xforce generate --date 2026-11-27 --out data/landing --anpr-reads 1000 --forces norfolk kent",
+    "run": "xforce run --date 2026-11-27            (add --json for scripts, -v for Airflow's logs)",
+    "ingest": "xforce ingest --force kent --dataset incidents --file 2019-01-kent-street.csv --date 2019-01-15",
+    "status": "xforce status --date 2026-11-27 --json",
+    "repair": "xforce repair --date 2026-11-27",
+    "backfill": "xforce backfill --from 2026-11-20 --to 2026-11-26 --reports",
+    "report": "xforce report --date 2026-11-27",
+    "reidentify": 'xforce reidentify --token 3f2a... --purpose "Op Lepus, log 123" --requested-by "DC Smith"',
+    "audit": "xforce audit --token 3f2a...",
+    "retention": "xforce retention --dry-run --today 2027-01-01",
+    "policies": "xforce policies --out deploy/minio/policies --bucket xforce",
+    "rotate-key": "XFORCE_HMAC_KEY_VERSION=k2 XFORCE_HMAC_KEY=... xforce rotate-key --keep-old-map",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (what was wrong, where the help is) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xforce")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
+        return "unknown"
+
+
+def _common(*, sub: bool) -> _Parser:
+    """-v/-q, accepted before or after the subcommand (``xforce -v run`` or ``xforce run -v``)."""
+    p = _Parser(add_help=False)
+    default: Any = argparse.SUPPRESS if sub else False
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show Airflow's and GX's logs on the console and the traceback of an error (e.g. xforce run -v ...)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="write sample extracts for every force in its native format")
-    g.add_argument("--date", required=True, type=_night)
-    g.add_argument("--out", required=True)
-    g.add_argument("--anpr-reads", type=int, default=5000, help="ANPR reads per force")
-    g.add_argument("--incidents", type=int, default=None, help="incidents per force (default: realistic)")
-    g.add_argument("--seizures", type=int, default=None, help="seizures per force (default: realistic)")
-    g.add_argument("--defect-rate", type=float, default=0.02)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--forces", nargs="+", default=None)
-    g.add_argument("--datasets", nargs="+", default=None, choices=DATASETS)
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="print only the outcome line and errors: no stages, progress, table or next steps (e.g. in cron)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(sub=True)
+    parser = _Parser(
+        prog="xforce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(sub=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"xforce {_version()}", help="print the version")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=f"example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+
+    def night(p: argparse.ArgumentParser, what: str = "the night") -> None:
+        p.add_argument("--date", required=True, type=_night, metavar="YYYY-MM-DD", help=f"{what} (e.g. 2026-11-27)")
+
+    def as_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--json",
+            action="store_true",
+            help="print the result as JSON on stdout (e.g. for jq); messages go to stderr",
+        )
+
+    g = command("generate", "write sample extracts for every force in its native format")
+    night(g, "the night the extracts are for")
+    g.add_argument("--out", required=True, metavar="DIR", help="the landing folder to write into (e.g. data/landing)")
+    g.add_argument("--anpr-reads", type=int, default=5000, metavar="N", help="ANPR reads per force (e.g. 100000)")
+    g.add_argument(
+        "--incidents", type=int, default=None, metavar="N", help="incidents per force (default: realistic; e.g. 50)"
+    )
+    g.add_argument(
+        "--seizures", type=int, default=None, metavar="N", help="seizures per force (default: realistic; e.g. 10)"
+    )
+    g.add_argument(
+        "--defect-rate", type=float, default=0.02, metavar="R", help="share of defective records (default 0.02)"
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="random seed; the same seed, the same files (e.g. 7)"
+    )
+    g.add_argument(
+        "--forces", nargs="+", default=None, metavar="FORCE", help="only these forces (e.g. --forces norfolk kent)"
+    )
+    g.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        choices=DATASETS,
+        metavar="DATASET",
+        help=f"only these datasets, of {', '.join(DATASETS)} (e.g. --datasets anpr_reads)",
+    )
     g.add_argument(
         "--plant-crossing-vehicle",
         action="store_true",
         help="plant a vehicle read in three forces near hare coursing, with decoys (needs all seven forces)",
     )
     g.set_defaults(func=cmd_generate)
-    r = sub.add_parser("run", help="run xforce_nightly for a night through Airflow")
-    r.add_argument("--date", required=True, type=_night)
+    r = command("run", "run xforce_nightly for a night through Airflow (dag.test, in this process)")
+    night(r, "the night to run")
+    as_json(r)
     r.set_defaults(func=cmd_run)
-    i = sub.add_parser("ingest", help="one extract through land, normalise, validate, publish")
-    i.add_argument("--force", required=True)
-    i.add_argument("--dataset", required=True, choices=DATASETS)
-    i.add_argument("--file", required=True)
-    i.add_argument("--date", required=True, type=_night)
+    i = command("ingest", "one extract through land, normalise, validate, publish")
+    i.add_argument("--force", required=True, help="the force that sent it (e.g. kent)")
+    i.add_argument(
+        "--dataset", required=True, choices=DATASETS, metavar="DATASET", help=f"one of {', '.join(DATASETS)}"
+    )
+    i.add_argument("--file", required=True, metavar="PATH", help="the extract file (e.g. 2019-01-kent-street.csv)")
+    night(i, "the night it belongs to")
+    as_json(i)
     i.set_defaults(func=cmd_ingest)
-    s = sub.add_parser("status", help="the force x dataset table of a night, from the ledger")
-    s.add_argument("--date", required=True, type=_night)
+    s = command("status", "a night: never ran, running, or how each force x dataset extract ended")
+    night(s)
+    as_json(s)
     s.set_defaults(func=cmd_status)
-    b = sub.add_parser("backfill", help="reprocess a range of nights through Airflow, oldest first")
-    b.add_argument("--from", dest="date_from", required=True, type=_night)
-    b.add_argument("--to", dest="date_to", required=True, type=_night)
-    b.add_argument("--reports", action="store_true", help="also build each night's reports")
+    rep = command("repair", "complete a night's publish that a crash interrupted (what the next run does first)")
+    night(rep)
+    rep.set_defaults(func=cmd_repair)
+    b = command("backfill", "reprocess a range of nights through Airflow, oldest first")
+    b.add_argument(
+        "--from",
+        dest="date_from",
+        required=True,
+        type=_night,
+        metavar="YYYY-MM-DD",
+        help="first night (e.g. 2026-11-20)",
+    )
+    b.add_argument(
+        "--to", dest="date_to", required=True, type=_night, metavar="YYYY-MM-DD", help="last night (e.g. 2026-11-26)"
+    )
+    b.add_argument("--reports", action="store_true", help="also build each night's reports (e.g. for a month's review)")
+    as_json(b)
     b.set_defaults(func=cmd_backfill)
-    rp = sub.add_parser("report", help="build the cross-force reports of a night (Parquet tables and HTML)")
-    rp.add_argument("--date", required=True, type=_night)
+    rp = command("report", "build the cross-force reports of a night (Parquet tables and HTML)")
+    night(rp, "the night to report on")
     rp.set_defaults(func=cmd_report)
-    ri = sub.add_parser("reidentify", help="the plate behind a token, for a stated purpose (audited)")
-    ri.add_argument("--token", required=True)
-    ri.add_argument("--purpose", required=True, help="why the plate is needed (recorded in the audit)")
-    ri.add_argument("--requested-by", required=True, help="the person asking (recorded in the audit)")
+    ri = command("reidentify", "the plate behind a token, for a stated purpose (audited)")
+    ri.add_argument("--token", required=True, help="the plate_token, 64 hex characters (from a published row)")
+    ri.add_argument(
+        "--purpose", required=True, help="why the plate is needed, recorded in the audit (e.g. 'Op Lepus, log 123')"
+    )
+    ri.add_argument("--requested-by", required=True, help="the person asking, recorded in the audit (e.g. 'DC Smith')")
     ri.set_defaults(func=cmd_reidentify)
-    au = sub.add_parser("audit", help="list the re-identification audit")
-    au.add_argument("--token", default=None)
+    au = command("audit", "list the re-identification audit (tab-separated)")
+    au.add_argument("--token", default=None, help="only the requests for this token (e.g. 3f2a...)")
     au.set_defaults(func=cmd_audit)
-    rt = sub.add_parser("retention", help="delete partitions past their retention (config/retention.yaml)")
-    rt.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
-    rt.add_argument("--today", type=_night, default=None, help="count from this date (default: today, local)")
+    rt = command("retention", "delete partitions past their retention (config/retention.yaml)")
+    rt.add_argument(
+        "--dry-run", action="store_true", help="only list what would be deleted (e.g. before the first run)"
+    )
+    rt.add_argument(
+        "--today", type=_night, default=None, metavar="YYYY-MM-DD", help="count from this date (default: today, local)"
+    )
     rt.set_defaults(func=cmd_retention)
-    po = sub.add_parser("policies", help="write the MinIO/S3 policy documents generated from the force registry")
-    po.add_argument("--out", required=True)
-    po.add_argument("--bucket", default="xforce", help="bucket of zones that are not s3:// in the settings")
+    po = command("policies", "write the MinIO/S3 policy documents generated from the force registry")
+    po.add_argument("--out", required=True, metavar="DIR", help="folder to write into (e.g. deploy/minio/policies)")
+    po.add_argument(
+        "--bucket", default="xforce", help="bucket of zones that are not s3:// in the settings (e.g. xforce)"
+    )
     po.set_defaults(func=cmd_policies)
-    rk = sub.add_parser("rotate-key", help="re-tokenise published partitions under the configured key version")
-    rk.add_argument("--keep-old-map", action="store_true", help="keep the old versions' token maps")
+    rk = command("rotate-key", "re-tokenise published partitions under the configured key version")
+    rk.add_argument(
+        "--keep-old-map", action="store_true", help="keep the old versions' token maps (e.g. for a grace period)"
+    )
     rk.set_defaults(func=cmd_rotate_key)
     return parser
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``xforce status | head``): nothing more reaches it, and nothing complains at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
+    out = Out(
+        args.command,
+        verbose=bool(getattr(args, "verbose", False)),
+        quiet=bool(getattr(args, "quiet", False)),
+        as_json=bool(getattr(args, "json", False)),
+    )
     try:
-        return int(args.func(args))
-    except XforceError as exc:
-        print(f"xforce {args.command}: {exc}", file=sys.stderr)
-        return 2
+        code = int(args.func(args, out))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return OK
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return INTERRUPTED
+    except Exception as exc:
+        if out.verbose:
+            traceback.print_exc()
+        code, line = explain(exc)
+        log = getattr(out, "log", None)
+        if log and not out.verbose and code == FAILED:
+            line += f" (log: {log})"
+        out.error(line)
+        return code
 
 
 if __name__ == "__main__":

@@ -37,3 +37,9 @@ class ValidatorError(XforceError):
     """Great Expectations could not run: its process ended, or GX itself failed on a suite."""
 
     kind = "validator"
+
+
+class NightBusyError(XforceError):
+    """Another run holds this night (its lease in the ledger has not expired): one run per night at a time."""
+
+    kind = "night_busy"

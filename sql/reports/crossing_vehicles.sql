@@ -6,7 +6,21 @@
 -- after midnight is published with the next night's ANPR extract).
 -- Only incidents with an exact time count: a police.uk row that only knows its month cannot be
 -- within two hours of anything.
-WITH hare_coursing AS (
+--
+-- Coverage (view completeness, the night's completeness table): the forces whose ANPR reads or
+-- incidents are absent on $night (missing, quarantined, failed). A vehicle seen there is not seen
+-- here, so a count of forces is a lower bound. Null when the night has no completeness table.
+WITH coverage AS (
+    SELECT
+        count(*) > 0 AS known,
+        list_sort(list(force) FILTER (WHERE dataset_name = 'anpr_reads' AND status NOT IN
+            ('published', 'published_with_warnings', 'late'))) AS anpr_absent,
+        list_sort(list(force) FILTER (WHERE dataset_name = 'incidents' AND status NOT IN
+            ('published', 'published_with_warnings', 'late'))) AS incidents_absent
+    FROM completeness
+    WHERE date = $night
+),
+hare_coursing AS (
     SELECT DISTINCT ON (record_id) record_id, force, occurred_at
     FROM incidents
     WHERE date = $night AND offence = 'hare_coursing' AND time_precision = 'exact'
@@ -40,8 +54,13 @@ SELECT
     (SELECT list_sort(list(DISTINCT n.incident_record_id)) FROM near AS n WHERE n.plate_token = v.plate_token)
         AS incident_record_ids,
     list({'force': v.force, 'read_at': v.read_at, 'camera_id': v.camera_id} ORDER BY v.read_at, v.force)
-        AS sightings
+        AS sightings,
+    any_value(CASE WHEN c.known THEN coalesce(c.anpr_absent, CAST([] AS VARCHAR[])) END)
+        AS anpr_reads_absent_forces,
+    any_value(CASE WHEN c.known THEN coalesce(c.incidents_absent, CAST([] AS VARCHAR[])) END)
+        AS incidents_absent_forces
 FROM sightings AS v
+CROSS JOIN coverage AS c
 GROUP BY v.plate_token
 HAVING count(DISTINCT v.force) >= 2
 ORDER BY n_forces DESC, first_read_at, plate_token

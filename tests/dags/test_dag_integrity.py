@@ -54,6 +54,7 @@ def test_dag_follows_the_house_rules(dagbag, dag_id: str, tmp_path: Path) -> Non
     for task in dag.tasks:
         assert task.owner == "xforce", task.task_id
         assert task.retries >= 1 and task.retry_delay.total_seconds() > 0, task.task_id
+        assert task.execution_timeout is not None and task.execution_timeout.total_seconds() > 0, task.task_id
         assert task.doc_md, f"{task.task_id} has no docs"
     assert modules_imported_by_parsing(dag_id, HEAVY, tmp_path / "airflow") == []  # cheap to parse
 

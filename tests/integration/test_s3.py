@@ -168,9 +168,11 @@ def _base_env() -> dict[str, str]:
 
 
 def _volatile_free(manifest: dict) -> dict:
-    """A manifest without what differs between two runs by nature (run id, times)."""
+    """A manifest without what differs between two runs by nature (run id, times, and the files' checksums,
+    since each published file carries its run id in its metadata)."""
     out = {k: v for k, v in manifest.items() if k not in ("run_id", "published_at")}
-    out["forces"] = {f: {k: v for k, v in e.items() if k != "received_at"} for f, e in manifest["forces"].items()}
+    volatile = ("received_at", "file_sha256")
+    out["forces"] = {f: {k: v for k, v in e.items() if k not in volatile} for f, e in manifest["forces"].items()}
     return out
 
 

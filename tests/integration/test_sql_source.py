@@ -89,7 +89,9 @@ def test_an_unchanged_night_is_an_identical_redelivery_and_a_late_row_a_new_one(
     import psycopg
 
     first = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-1")
+    ctx.ledger.release_lease(NIGHT, "run-1")  # (run-1 ends here; its publish would release the night)
     again = land.land_extract(ctx, NIGHT, "norfolk", "anpr_reads", "run-2")
+    ctx.ledger.release_lease(NIGHT, "run-2")
     assert again["files"] == first["files"]
     assert [e["event"] for e in ctx.ledger.events(NIGHT) if e["run_id"] == "run-2"] == ["redelivered_identical"]
     assert len(ctx.zones.raw.list_files(f"norfolk/anpr_reads/{NIGHT}", recursive=True)) == 1

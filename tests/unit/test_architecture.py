@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "xforce.redaction",
         "xforce.html",
         "xforce.outcome",
+        "xforce.dictionary",
     ),
     ("xforce.store",),
     ("xforce.intake",),
@@ -35,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("xforce.quality",),
     ("xforce.exchange",),
     ("xforce.reports",),
-    ("xforce.airflow", "xforce.cli"),
+    ("xforce.airflow", "xforce.cli", "xforce.cli_console"),
 )
 #: The one import of the developer tools from the runtime package: ``xforce generate`` (lazy, guarded).
 DEV_TOOLS_ALLOWED = {("xforce.cli", "xforce_tools.generate")}

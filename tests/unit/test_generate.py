@@ -595,7 +595,7 @@ def test_subsets_write_only_those_and_merge_truth(tmp_path: Path, night_dir: Pat
     assert files == expected | {"_truth.json"}
     on_disk = json.loads((tmp_path / "_truth.json").read_text())
     assert on_disk == result
-    assert {f: set(d) for f, d in on_disk.items()} == {
+    assert {f: set(d) for f, d in on_disk.items() if not f.startswith("_")} == {
         "norfolk": {"incidents"},
         "kent": {"anpr_reads", "seizures"},
     }
@@ -613,7 +613,7 @@ def test_subsets_write_only_those_and_merge_truth(tmp_path: Path, night_dir: Pat
     # the truth describes one night: another night's run starts afresh
     next_night = NIGHT + dt.timedelta(days=1)
     nxt = gen.generate_night(next_night, tmp_path, forces=["suffolk"], datasets=["incidents"])
-    assert set(nxt) == {"suffolk"}
+    assert set(nxt) == {"suffolk", "_arrivals"}
 
 
 def test_multi_chunk_anpr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -640,7 +640,8 @@ def test_empty_and_tiny_extracts(tmp_path: Path) -> None:
         NIGHT, tmp_path, forces=["suffolk", "bedfordshire", "kent"], anpr_reads=0, incidents=3, seizures=2
     )
     for force in ("suffolk", "bedfordshire", "kent"):
-        assert truth[force]["anpr_reads"] == {"records": 0, "defective": {}, "night": NIGHT.isoformat()}
+        entry = {k: v for k, v in truth[force]["anpr_reads"].items() if k not in ("arrives_at", "late")}
+        assert entry == {"records": 0, "defective": {}, "night": NIGHT.isoformat()}
         assert len(_raw_rows(tmp_path, force, "anpr_reads")) == 0
         assert truth[force]["incidents"]["records"] == 3
         assert truth[force]["seizures"]["records"] == 2
@@ -659,3 +660,39 @@ def test_empty_and_tiny_extracts(tmp_path: Path) -> None:
 def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         gen.generate_night(NIGHT, tmp_path, **kwargs)
+
+
+# ------------------------------------------------------------------------------ arrivals
+def test_most_extracts_arrive_before_the_cut_off_some_late(night_dir: Path, truth: Truth) -> None:
+    """Every extract has an arrival time (its file's mtime); the late ones are recorded in the truth."""
+    import os
+
+    assert truth["_arrivals"] == {"late_rate": gen.LATE_RATE, "cutoff_local": "02:00", "timezone": "Europe/London"}
+    cutoff = dt.datetime.combine(NIGHT + dt.timedelta(days=1), gen.CUTOFF_LOCAL, ZoneInfo("Europe/London"))
+    for force in gen.FORCES:
+        for dataset in gen.DATASETS:
+            entry = truth[force][dataset]
+            arrives = dt.datetime.fromisoformat(entry["arrives_at"])
+            assert entry["late"] == (arrives > cutoff), (force, dataset)
+            assert cutoff - dt.timedelta(hours=2) < arrives < cutoff + dt.timedelta(hours=4, minutes=1)
+            path = gen.extract_path(night_dir, force, dataset, NIGHT)
+            assert os.stat(path).st_mtime == arrives.timestamp()
+
+
+def test_late_rate_is_the_share_of_late_extracts() -> None:
+    nights = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(60)]
+    draws = [gen.arrival_time(3, f, d, n)[1] for n in nights for f in gen.FORCES for d in gen.DATASETS]
+    assert abs(sum(draws) / len(draws) - gen.LATE_RATE) < 0.03  # 1,260 draws
+    assert all(gen.arrival_time(3, f, "incidents", nights[0], late_rate=0.0)[1] is False for f in gen.FORCES)
+    assert all(gen.arrival_time(3, f, "incidents", nights[0], late_rate=1.0)[1] for f in gen.FORCES)
+    assert gen.arrival_time(3, "kent", "seizures", nights[0]) == gen.arrival_time(3, "kent", "seizures", nights[0])
+
+
+def test_cut_off_matches_the_hubs_default() -> None:
+    """The generator never reads the hub's config; this keeps its cut-off in step with quality.yaml."""
+    import yaml
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    quality = yaml.safe_load((root / "config" / "quality.yaml").read_text(encoding="utf-8"))
+    assert quality["deadlines"]["cutoff"] == gen.CUTOFF_LOCAL.strftime("%H:%M")
+    assert quality["deadlines"]["timezone"] == "Europe/London"

@@ -45,6 +45,13 @@ a subset run writes the same files as a full run. Seizures reference the force's
 a seizures-only run regenerates (without writing) the incidents for the same ``incidents`` and
 ``defect_rate`` arguments.
 
+Arrival times: extracts land on the morning after the night, as the forces' systems deliver them:
+each one gets an arrival time (its files' modification time, and ``arrives_at`` / ``late`` in its
+truth entry), before the hub's default cut-off (``CUTOFF_LOCAL``, 02:00 Europe/London, as in
+``config/quality.yaml``) except for a share ``late_rate`` (``LATE_RATE`` by default) that arrive
+5 minutes to 4 hours after it. The rate and the cut-off are recorded under ``"_arrivals"`` in the
+truth file. Drawn from ``(seed, force, dataset, night)``: same arguments, same times.
+
 ANPR reads are built column-wise with numpy/pyarrow compute in chunks of ``CHUNK_ROWS`` rows,
 so tens of millions of reads per force are practical.
 """
@@ -73,14 +80,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_ROWS",
+    "CUTOFF_LOCAL",
     "DATASETS",
     "DEFECT_KINDS",
     "FAMILIES",
     "FORCES",
     "FORCE_CENTRE",
     "FORCE_FAMILY",
+    "LATE_RATE",
     "TRUTH_FILE",
     "applicable_defects",
+    "arrival_time",
     "extract_path",
     "file_name",
     "generate_night",
@@ -130,6 +140,10 @@ FORCE_CENTRE = {
 }
 SPREAD_DEG = 0.15
 LONDON = ZoneInfo("Europe/London")
+#: The hub's default cut-off, local time on the morning after the night (config/quality.yaml).
+CUTOFF_LOCAL = dt.time(2, 0)
+#: The share of extracts that arrive after the cut-off, by default.
+LATE_RATE = 0.1
 CHUNK_ROWS = 1_000_000
 TRUTH_FILE = "_truth.json"
 GZIP_LEVEL = 1  # speed over size: the benchmark writes tens of millions of reads
@@ -1187,13 +1201,15 @@ def write_truth(
     update: dict[str, dict[str, dict[str, Any]]],
     planted: dict[str, Any] | None = None,
     keep_planted: bool = False,
+    arrivals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge ``update`` (force -> dataset -> entry) into ``<out_dir>/_truth.json`` and return it.
 
     Entries already in the file for the same night are kept unless ``update`` replaces them;
     entries of another night are dropped. Written atomically with sorted keys. ``planted`` (the
     planted-vehicle scenario) goes under ``"_planted"``; an earlier one of the same night is kept
-    only with ``keep_planted`` (a run that rewrote no incidents and no ANPR reads).
+    only with ``keep_planted`` (a run that rewrote no incidents and no ANPR reads). ``arrivals``
+    (the late rate and the cut-off the arrival times were drawn against) goes under ``"_arrivals"``.
     """
     path = pathlib.Path(out_dir) / TRUTH_FILE
     merged: dict[str, dict[str, dict[str, Any]]] = {}
@@ -1222,9 +1238,28 @@ def write_truth(
     indent = 1 if n_ids <= 100_000 else None
     if planted is not None:  # keys starting with "_" are not forces: truth consumers skip them
         merged["_planted"] = planted  # type: ignore[assignment]
+    if arrivals is not None:
+        merged["_arrivals"] = arrivals  # type: ignore[assignment]
     tmp.write_text(json.dumps(merged, indent=indent, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return merged
+
+
+def arrival_time(
+    seed: int, force: str, dataset: str, night: dt.date, late_rate: float = LATE_RATE
+) -> tuple[dt.datetime, bool]:
+    """When the extract of ``night`` arrives (UTC) and whether that is after the cut-off.
+
+    On time: 5 to 105 minutes before ``CUTOFF_LOCAL`` on the morning after; late (with probability
+    ``late_rate``): 5 minutes to 4 hours after it.
+    """
+    rng = np.random.default_rng(
+        np.random.SeedSequence([seed, FORCES.index(force), 1 + DATASETS.index(dataset), night.toordinal(), 0xA771])
+    )
+    late = bool(rng.random() < late_rate)
+    cutoff = dt.datetime.combine(night + dt.timedelta(days=1), CUTOFF_LOCAL, LONDON).astimezone(dt.UTC)
+    minutes = int(rng.integers(5, 241)) if late else -int(rng.integers(5, 106))
+    return cutoff + dt.timedelta(minutes=minutes), late
 
 
 def _select(given: Sequence[str] | None, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -1250,8 +1285,11 @@ def generate_night(
     seizures: int | None = None,
     defect_rate: float = 0.02,
     plant_crossing_vehicle: bool = False,
+    late_rate: float = LATE_RATE,
 ) -> dict[str, Any]:
     """Write one night of native extracts for the selected forces/datasets and return the truth.
+
+    ``late_rate``: the probability that an extract arrives after the cut-off (see *Arrival times*).
 
     ``anpr_reads``, ``incidents`` and ``seizures`` are rows per force (``None``: drawn from the
     seed, 12-25 incidents and 3-8 seizures). ``defect_rate`` is the probability per applicable
@@ -1268,6 +1306,8 @@ def generate_night(
         raise ValueError("seed must be >= 0")
     if not 0.0 <= defect_rate < 1.0:
         raise ValueError("defect_rate must be in [0, 1)")
+    if not 0.0 <= late_rate <= 1.0:
+        raise ValueError("late_rate must be in [0, 1]")
     for name, value in (("anpr_reads", anpr_reads), ("incidents", incidents), ("seizures", seizures)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must be >= 0")
@@ -1276,12 +1316,23 @@ def generate_night(
     for force in _select(forces, FORCES, "force"):
         ctx = _Ctx(force, night, seed, defect_rate, anpr_reads, incidents, seizures, plant_crossing_vehicle)
         for dataset in _select(datasets, DATASETS, "dataset"):
-            writer = _Writer(extract_path(out, force, dataset, night), ctx.family)
+            path = extract_path(out, force, dataset, night)
+            writer = _Writer(path, ctx.family)
             try:
                 defective = _WRITERS[dataset](ctx, writer)
             finally:
                 writer.close()
-            update.setdefault(force, {})[dataset] = {"records": writer.rows, "defective": defective}
+            arrives, late = arrival_time(seed, force, dataset, night, late_rate)
+            os.utime(path, (arrives.timestamp(), arrives.timestamp()))  # the file "lands" then
+            update.setdefault(force, {})[dataset] = {
+                "records": writer.rows,
+                "defective": defective,
+                "arrives_at": arrives.isoformat(),
+                "late": late,
+            }
     written = {ds for per in update.values() for ds in per}
     planted = _plant_scenario(seed, night) if plant_crossing_vehicle else None
-    return write_truth(out, night, update, planted, keep_planted=not written & {"incidents", "anpr_reads"})
+    arrivals = {"late_rate": late_rate, "cutoff_local": CUTOFF_LOCAL.strftime("%H:%M"), "timezone": "Europe/London"}
+    return write_truth(
+        out, night, update, planted, keep_planted=not written & {"incidents", "anpr_reads"}, arrivals=arrivals
+    )

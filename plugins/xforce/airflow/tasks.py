@@ -8,16 +8,19 @@ Airflow. Each builds its :class:`~xforce.context.Context` once, at this edge.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from xforce.context import Context
-from xforce.exchange import land, late, process, publish, tuning
+from xforce.errors import NightBusyError
+from xforce.exchange import land, late, lease, process, publish, tuning
 from xforce.privacy import retention
 from xforce.reports import queries as reports
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+
+_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------ xforce_nightly
@@ -30,10 +33,22 @@ def resolve_night(params: dict[str, Any], logical_date: datetime | None, timezon
     return (logical_date.astimezone(ZoneInfo(timezone)) - timedelta(days=1)).date().isoformat()
 
 
+def _one_run_per_night(step: Callable[[], _T]) -> _T:
+    """A night held by another run fails the task at once: retrying cannot help (no retries)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return step()
+    except NightBusyError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 def plan_night(params: dict[str, Any], logical_date: datetime | None, run_id: str, timezone: str) -> str:
-    """``plan_night``: the night; folders in landing that name no known force are recorded."""
+    """``plan_night``: the night, held for this run; folders in landing that name no known force are recorded."""
     night = resolve_night(params, logical_date, timezone)
-    land.scan_landing(Context.from_env(), night, run_id)
+    ctx = Context.from_env()
+    _one_run_per_night(lambda: lease.hold_night(ctx, night, run_id))
+    land.scan_landing(ctx, night, run_id)
     return night
 
 
@@ -44,7 +59,8 @@ def plan_extracts(night: str, datasets: Iterable[str]) -> list[dict[str, str]]:
 
 def land_extract(item: dict[str, str], run_id: str) -> dict[str, Any]:
     """``land_extract``: the force's files for the night, landing -> raw."""
-    return land.land_extract(Context.from_env(), item["night"], item["force"], item["dataset"], run_id)
+    ctx = Context.from_env()
+    return _one_run_per_night(lambda: land.land_extract(ctx, item["night"], item["force"], item["dataset"], run_id))
 
 
 def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -58,7 +74,9 @@ def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
     tuning.arrow_memory_pool()  # this task's own process (Airflow 3 runs each task in one)
     ctx = Context.from_env()
     try:
-        outcome = process.process_extract(ctx, ref, run_id)
+        outcome = _one_run_per_night(lambda: process.process_extract(ctx, ref, run_id))
+    except AirflowFailException:
+        raise
     except Exception as exc:
         ctx.ledger.record(
             ref["night"],
@@ -69,9 +87,9 @@ def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
             run_id=run_id,
         )
         raise
-    if outcome.status == "quarantined":
+    if outcome.status in ("quarantined", "failed"):  # deterministic: a retry would read the same bytes
         raise AirflowFailException(
-            f"{ref['force']}/{ref['dataset']} quarantined whole (raw copy kept): {outcome.error}"
+            f"{ref['force']}/{ref['dataset']} {outcome.status} whole (raw copy kept): {outcome.error}"
         )
     return outcome.ref()
 
@@ -79,7 +97,7 @@ def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
 def publish_night(night: str, run_id: str) -> list[dict[str, Any]]:
     """``publish_night``: publish what this run staged, write the manifests, print the table."""
     ctx = Context.from_env()
-    publish.publish_night(ctx, night, run_id)
+    _one_run_per_night(lambda: publish.publish_night(ctx, night, run_id))
     table = publish.night_table(ctx, night)
     print(publish.format_table(table))
     return table

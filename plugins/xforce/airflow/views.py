@@ -189,8 +189,19 @@ def _cell(night: str, force: str, dataset: str, r: dict[str, Any] | None) -> str
 
 def scorecard_html(src: Sources, until: str, nights: int = SCORECARD_NIGHTS) -> str:
     rows = scorecard(src, until, nights)
+    q = src.quality
+    overrides = "; ".join(
+        f"{force}: " + (", ".join(f"{d} {t}" for d, t in per.items()) if isinstance(per, dict) else str(per))
+        for force, per in sorted(q.cutoffs.items())
+    )
     out = [
         f"<h2 id=scorecard>Supplier scorecard: {nights} nights to {e(until)}</h2>",
+        f"<p class=muted id=cutoff>The cut-off: an extract is <b>on time</b> when it lands by {e(q.cutoff)} "
+        f"{e(q.timezone)} on the morning after its night (so the night of 26 November is due by {e(q.cutoff)} on "
+        "27 November)"
+        + (f"; per force: {e(overrides)}" if overrides else "")
+        + ". A later extract is still published, by the late-extracts DAG, and counts as late; a missing one "
+        "raises an alert at the cut-off. Set in <code>config/quality.yaml</code> (<code>deadlines</code>).</p>",
         "<table id=scorecard-table><tr><th>force</th><th>nights run</th><th>on time</th><th>completeness</th>"
         "<th>rejection rate</th><th>rows received</th><th>extracts quarantined whole</th>"
         "<th>published with warning</th><th>missing-extract alerts</th></tr>",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from xforce.exchange.land import settle_seconds, settled
 from xforce.schemas import DATASETS
 from xforce.store import layout
 
@@ -91,6 +92,8 @@ def _late_extract(ctx: Context, night: str, force: str, dataset: str) -> tuple[L
     for info in landing.list_files(layout.delivery_dir(force, dataset, night)):
         name = info.path.rsplit("/", 1)[-1]
         if info.is_symlink or not layout.SAFE_FILE_NAME.match(name):
+            continue
+        if not settled(info, settle_seconds(ctx.registry)):  # half uploaded: not late yet, not changed
             continue
         files.append((name, info))
     if not files:

@@ -18,8 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xforce.errors import ExtractError
+from xforce.exchange.lease import hold_night
 from xforce.exchange.seen_ids import SeenIds
 from xforce.exchange.writers import StagedWriters
+from xforce.intake.framing import count_records
 from xforce.intake.normalise import normalise
 from xforce.intake.readers import ReadReport, prefetched, read_extract
 from xforce.outcome import Outcome
@@ -35,6 +37,7 @@ from xforce.store.incidents import IncidentIndex
 if TYPE_CHECKING:
     from xforce.context import Context
     from xforce.intake.contracts import DatasetContract, Registry
+    from xforce.store.zones import Zone
 
 
 def night_window(registry: Registry, contract: DatasetContract, night: str) -> tuple[datetime, datetime]:
@@ -74,6 +77,7 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
     if ref["status"] != "landed":
         return Outcome(night, force, dataset, ref["status"])
     contract = ctx.registry.contract(force, dataset)
+    hold_night(ctx, night, run_id)
     gxworker.start()  # (already running, unless this is the process's first extract)
     raw, staging = ctx.zones.raw, ctx.zones.staging
     writers = StagedWriters(staging, run_id, dataset, night, force)
@@ -84,11 +88,14 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
     warnings: list[str] = []
     errors: list[str] = []
     rows_in = 0
+    accounting: list[str] = []  # files whose records were not all accounted for
+    refused_whole: str | None = None  # an intake limit hit after records were read
     try:
         for f in ref["files"]:
             report = state.quality.track(ReadReport(contract))
             state.plates = PlateTokens(state.key)  # a file's token map is filed under its raw copy
             pending: _Batch | None = None  # one batch in validation while the next is prepared
+            refused = False
             try:
                 try:
                     batches = read_extract(functools.partial(raw.open, f["raw"]), contract, ctx.registry, report)
@@ -99,14 +106,21 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
                         if pending is not None:
                             _finish_batch(state, pending)
                         pending = ready
-                except ExtractError as exc:  # the rows read before it still publish
+                except ExtractError as exc:  # refused whole: nothing of this file is a record of its own
                     errors.append(f"{f['name']}: {exc}")
+                    refused = True
+                    if report.records:
+                        refused_whole = f"{f['name']}: {exc}"
                 if pending is not None:
                     _finish_batch(state, pending)
             finally:
                 _remember(state, f["raw"])  # every token written so far can be re-identified
             if report.warning:
                 warnings.append(f"{f['name']}: {report.warning}")
+            if not refused:
+                problem = _unaccounted(raw, f, report, ctx.registry)
+                if problem is not None:
+                    accounting.append(problem)
     finally:
         state.validator.shutdown(wait=True, cancel_futures=True)
         state.seen.close()
@@ -128,8 +142,16 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
         warnings=[*warnings, ref.get("warning") or ""],  # the land step's warning (refused files) last
         staged=dict(writers.paths) if status == "validated" else None,
     )
+    if refused_whole or accounting:  # nothing of it may publish
+        for rel in writers.paths.values():
+            staging.delete(rel)
+        if refused_whole:
+            outcome.quarantine_whole("intake_limit", refused_whole)
+        else:  # records the reader could not account for: failed, never "published with a warning"
+            outcome.status, outcome.staged = "failed", None
+            outcome.errors.insert(0, "; ".join(accounting))
     ctx.ledger.event(
-        status,
+        outcome.status,
         night=night,
         force=force,
         dataset=dataset,
@@ -139,12 +161,24 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
             "published": published,
             "quarantined": quarantined,
             "reasons": dict(reasons),
-            "errors": errors,
+            "errors": outcome.errors,
         },
     )
     judge_extract(ctx, run_id, state.quality, outcome, state.incidents)  # table-level suite, drift, Data Docs
     ctx.ledger.record_outcome(outcome, run_id)
     return outcome
+
+
+def _unaccounted(raw: Zone, file: dict[str, Any], report: ReadReport, registry: Registry) -> str | None:
+    """Why the records read from ``file`` are not exactly those it holds (an independent count), or None."""
+    try:
+        with raw.open(file["raw"]) as stream:
+            held = count_records(stream, report.contract, registry.intake)
+    except ExtractError as exc:
+        return f"{file['name']}: {exc}"
+    if held == report.records:
+        return None
+    return f"{file['name']}: the file holds {held} records, {report.records} were read (failed, not published)"
 
 
 @dataclass

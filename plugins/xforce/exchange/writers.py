@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from xforce.schemas import CANONICAL, ROW_UNIQUE, TOKEN_COLUMN, quarantine_schema
+from xforce.dictionary import field_metadata, file_metadata
+from xforce.schemas import ROW_UNIQUE, TOKEN_COLUMN, quarantine_schema
 from xforce.store import layout
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ class StagedWriters:
     def __init__(self, staging: Zone, run_id: str, dataset: str, night: str, force: str) -> None:
         self.staging, self.dataset = staging, dataset
         self.paths = {kind: layout.staged(run_id, kind, dataset, night, force) for kind in layout.STAGED_KINDS}
-        self.schemas = {"published": CANONICAL[dataset], "quarantine": quarantine_schema(dataset)}
+        # the published file carries the data dictionary: each field's entry, and the file's own facts
+        published = field_metadata(dataset).with_metadata(file_metadata(dataset, night, force, run_id))
+        self.schemas = {"published": published, "quarantine": quarantine_schema(dataset)}
         # no dictionary tried where values rarely repeat within a row group: ids, and plate tokens
         # (a batch of 128 Ki reads has some 70 k vehicles; the dictionary was dropped for plain anyway)
         plain = {*ROW_UNIQUE, *TOKEN_COLUMN.values()}

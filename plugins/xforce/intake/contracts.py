@@ -76,6 +76,8 @@ class IntakeLimits:
     max_decompressed_bytes: int = 32 << 30
     max_compression_ratio: float = 200.0
     max_record_bytes: int = 1 << 20
+    #: a landing file written less than this many seconds ago may still be uploading: taken later
+    settle_seconds: int = 60
     max_field_chars: int = 4096
 
 

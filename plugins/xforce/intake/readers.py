@@ -23,11 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from xforce.errors import ExtractError
-from xforce.intake.contracts import IntakeLimits
+from xforce.intake.framing import MARK, CsvFramer, Truncated, gunzip_chunks
 from xforce.redaction import redact_text
 
 if TYPE_CHECKING:
-    from xforce.intake.contracts import DatasetContract, Registry
+    from xforce.intake.contracts import DatasetContract, IntakeLimits, Registry
 
 #: Records a batch holds (what the pipeline validates, tokenises and writes at a time).
 BATCH_ROWS = 128 * 1024
@@ -90,7 +90,7 @@ def read_extract(
     rep = report if report is not None else ReadReport(contract)
     rep.contract = contract
     if contract.format == "csv":
-        batches = _read_csv(opener, contract, rep, head.split(b"\n", 1)[0])
+        batches = _read_csv(opener, contract, rep, head.split(b"\n", 1)[0], registry.intake)
     elif contract.format == "jsonl":
         batches = _read_jsonl(opener, contract, rep, registry.intake)
     else:  # pragma: no cover - guarded by the contract loader's tests
@@ -240,12 +240,13 @@ def _error_column(n: int, bad: np.ndarray | None, reason: str) -> pa.Array:
 
 # --------------------------------------------------------------------------------------- CSV
 def _read_csv(
-    opener: Opener, contract: DatasetContract, report: ReadReport, header_line: bytes
+    opener: Opener, contract: DatasetContract, report: ReadReport, header_line: bytes, limits: IntakeLimits
 ) -> Iterator[SourceBatch]:
     names = _parse_header(header_line, contract)
     report.columns = names
     with opener() as f:
-        stream: Any = pa.CompressedInputStream(f, "gzip") if contract.compression == "gzip" else f
+        chunks = gunzip_chunks(f, contract.compression == "gzip", limits)
+        framer = CsvFramer(chunks, contract.delimiter, len(names), limits.max_record_bytes)
         wanted = {canon: src for canon, src in contract.fields.items() if src in names}
         missing = [
             f"{canon} ({src!r})"
@@ -261,6 +262,12 @@ def _read_csv(
         pending: list[Reject] = []
 
         def on_invalid(row: Any) -> str:
+            text = row.text or ""
+            if text.startswith(MARK) and text[len(MARK) :].isdigit():  # a line the framer took out
+                record = int(text[len(MARK) :])
+                reason, detail = framer.problems.pop(record)
+                pending.append(Reject(record, reason, detail))
+                return "skip"
             line = int(row.number) if row.number is not None else -1
             pending.append(
                 Reject(
@@ -270,7 +277,8 @@ def _read_csv(
             return "skip"
 
         try:
-            reader = _open_csv(stream, names, wanted, contract, on_invalid)
+            block = max(CSV_BLOCK_BYTES, 2 * limits.max_record_bytes + 1024)
+            reader = _open_csv(framer, names, wanted, contract, on_invalid, block)
         except (pa.ArrowInvalid, OSError) as exc:  # the first block cannot be parsed at all
             raise ExtractError(f"unreadable CSV: {exc}".splitlines()[0][:300]) from exc
         cursor = 1
@@ -307,12 +315,17 @@ def _read_csv(
         if pending:
             report.records += len(pending)
             yield SourceBatch(_empty(contract), list(pending))
+        if framer.truncated and not report.warning:
+            report.warning = f"{framer.truncated}; records after {framer.record} could not be read"
 
 
-def _open_csv(stream: Any, names: list[str], wanted: dict[str, str], contract: DatasetContract, on_invalid: Any) -> Any:
+def _open_csv(
+    stream: Any, names: list[str], wanted: dict[str, str], contract: DatasetContract, on_invalid: Any, block_size: int
+) -> Any:
     return pacsv.open_csv(
         stream,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=CSV_BLOCK_BYTES),
+        # a block holds at least two whole records of the longest the intake takes
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=block_size),
         parse_options=pacsv.ParseOptions(
             delimiter=contract.delimiter, invalid_row_handler=on_invalid, newlines_in_values=False
         ),
@@ -342,53 +355,6 @@ def _empty(contract: DatasetContract) -> pa.Table:
 
 
 # ------------------------------------------------------------------------------- JSON Lines
-class Truncated(Exception):
-    """The compressed stream ended early or is corrupt after some good data."""
-
-
-def _chunks(stream: Any, gzipped: bool, limits: IntakeLimits | None = None, size: int = 1 << 20) -> Iterator[bytes]:
-    """Raw or gunzipped chunks; everything decompressed before a truncation is still yielded.
-
-    A decompression bomb (more than ``max_decompressed_bytes``, or a ratio above
-    ``max_compression_ratio`` once past 64 MiB) stops the stream like a truncation.
-    """
-    if not gzipped:
-        while data := stream.read(size):
-            yield bytes(data)
-        return
-    limits = limits or IntakeLimits()
-    d = zlib.decompressobj(wbits=31)
-    read = written = 0
-    while True:
-        data = bytes(stream.read(size))
-        if not data:
-            break
-        read += len(data)
-        while data:
-            try:
-                out = d.decompress(data, size * 4)
-            except zlib.error as exc:
-                raise Truncated(f"corrupt compressed data: {exc}") from exc
-            written += len(out)
-            if written > limits.max_decompressed_bytes or (
-                written > 64 << 20 and written > limits.max_compression_ratio * read
-            ):
-                raise Truncated(
-                    f"refused as a decompression bomb: {written} bytes from {read} compressed "
-                    f"(limits: {limits.max_decompressed_bytes} bytes, ratio {limits.max_compression_ratio:g})"
-                )
-            if out:
-                yield out
-            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
-            if d.eof and d.unused_data and not d.unconsumed_tail:  # a further gzip member follows
-                d = zlib.decompressobj(wbits=31)
-    tail = d.flush()
-    if tail:
-        yield tail
-    if not d.eof:
-        raise Truncated("compressed stream ends early (no end-of-stream marker)")
-
-
 OVERSIZED = b"\x00oversized\x00"
 
 
@@ -433,6 +399,8 @@ def _key_paths(obj: dict[str, Any], seen: list[str] | None) -> list[str]:
     while stack:
         prefix, o = stack.pop()
         for k, v in o.items():
+            if not _is_utf8(k):  # a key with a lone surrogate: named by its escape, never passed on raw
+                k = k.encode("utf-8", "backslashreplace").decode("ascii", "replace")
             if isinstance(v, dict) and v:
                 stack.append((f"{prefix}{k}.", v))
             else:
@@ -446,6 +414,15 @@ def _lookup(obj: Any, path: list[str]) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate (``"\\ud800"`` in JSON), which no UTF-8 column can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_text(value: Any) -> str | None:
@@ -464,7 +441,7 @@ def _read_jsonl(
 ) -> Iterator[SourceBatch]:
     paths = {canon: src.split(".") for canon, src in contract.fields.items()}
     with opener() as f:
-        lines = _LineReader(_chunks(f, contract.compression == "gzip", limits), limits.max_record_bytes)
+        lines = _LineReader(gunzip_chunks(f, contract.compression == "gzip", limits), limits.max_record_bytes)
         record = 0
         while True:
             columns: dict[str, list[str | None]] = {c: [] for c in paths}
@@ -498,6 +475,9 @@ def _read_jsonl(
                 except UnicodeDecodeError:
                     rejects.append(Reject(record, "bad_encoding", "record is not valid UTF-8"))
                     continue
+                except RecursionError:
+                    rejects.append(Reject(record, "unparseable", "invalid JSON: nested too deep"))
+                    continue
                 except ValueError as exc:
                     reason = "unparseable"
                     rejects.append(Reject(record, reason, f"invalid JSON: {exc.__class__.__name__}"))
@@ -505,10 +485,18 @@ def _read_jsonl(
                 if not isinstance(obj, dict):
                     rejects.append(Reject(record, "unparseable", "record is not a JSON object"))
                     continue
+                try:
+                    values = [_as_text(_lookup(obj, path)) for path in paths.values()]
+                except RecursionError:
+                    rejects.append(Reject(record, "unparseable", "invalid JSON: a value nested too deep"))
+                    continue
+                if not all(v is None or v.isascii() or _is_utf8(v) for v in values):
+                    rejects.append(Reject(record, "bad_encoding", "a value holds a lone surrogate (\\ud800-\\udfff)"))
+                    continue
                 if record <= KEY_SAMPLE:
                     report.columns = _key_paths(obj, report.columns)
-                for canon, path in paths.items():
-                    columns[canon].append(_as_text(_lookup(obj, path)))
+                for canon, value in zip(paths, values, strict=True):
+                    columns[canon].append(value)
                 recs.append(record)
                 errors.append(None)
             if recs or rejects:

@@ -4,11 +4,12 @@ Layout in the docs zone (``XFORCE_DOCS_URI``, default ``data/docs``)::
 
     validation/date=<night>/<force>/<dataset>.json   # results of one extract: counts, expectation names, row ids
     validation/date=<night>/index.html                # that night's Data Docs page
-    validation/index.html                             # links to every night's page
+    validation/index.html                             # every night: its coverage and counts, linking to its page
 
 Results hold counts, expectation names, reasons and row ids (``record_id``) only: never row
 contents, never plates. Publishing a night renders that night's page and the list of nights; no
-other night is read or rendered again, so the cost of a night does not grow with the history kept.
+other night is read or rendered again, so the cost of a night does not grow with the history kept
+(the index's per-night coverage and counts come from the run ledger in one query).
 (Great Expectations' own Data Docs builder re-renders every stored validation on each build,
 which is why the pages are rendered here.)
 """
@@ -62,14 +63,71 @@ def render_night(ctx: Context, night: str) -> str:
     rel = layout.validation_page(night)
     docs.write_bytes(rel, page.encode("utf-8"))
     nights = sorted((n for d in docs.list_dirs(ROOT) if (n := layout.night_of(d))), reverse=True)
-    docs.write_bytes(layout.VALIDATION_INDEX, _index_html(nights).encode("utf-8"))
+    ledger_rows = ctx.ledger.extract_rows(nights[-1], nights[0]) if nights else []
+    summaries = night_summaries(ledger_rows, len(ctx.registry.forces) * len(DATASETS))
+    docs.write_bytes(layout.VALIDATION_INDEX, _index_html(nights, summaries).encode("utf-8"))
     return rel
 
 
+PRESENT = frozenset({"published"})
+
+
+def night_summaries(rows: list[dict[str, Any]], expected: int) -> dict[str, dict[str, Any]]:
+    """Per night, from the ledger's extract rows: extracts published of ``expected``, rows, what is absent."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: (r["night"], DATASETS.index(r["dataset"]) if r["dataset"] in DATASETS else 9)):
+        s = out.setdefault(
+            r["night"],
+            {
+                "expected": expected,
+                "published": 0,
+                "warnings": 0,
+                "rows_published": 0,
+                "rows_quarantined": 0,
+                "absent": [],
+            },
+        )
+        s["rows_published"] += int(r.get("rows_published") or 0)
+        s["rows_quarantined"] += int(r.get("rows_quarantined") or 0)
+        if r["status"] in PRESENT:
+            s["published"] += 1
+            s["warnings"] += 1 if r.get("warning") else 0
+        else:
+            s["absent"].append(f"{r['force']} {r['dataset']} {r['status']}")
+    for s in out.values():  # extracts the ledger has no row for were never looked for: missing
+        s["missing_unrecorded"] = max(0, s["expected"] - s["published"] - len(s["absent"]))
+    return out
+
+
 # ------------------------------------------------------------------------------- rendering
-def _index_html(nights: list[str]) -> str:
-    items = "".join(f'<li><a href="date={e(n)}/index.html">{e(n)}</a></li>' for n in nights)
-    body = f"<h1>xforce Data Docs: validation results by night</h1><ul>{items}</ul>"
+def _index_html(nights: list[str], summaries: dict[str, dict[str, Any]] | None = None) -> str:
+    """The nights, newest first, each with its coverage (extracts published of those expected) and counts."""
+    summaries = summaries or {}
+    rows = []
+    for n in nights:
+        s = summaries.get(n)
+        if s is None:
+            rows.append(
+                f'<tr data-night="{e(n)}"><td><a href="date={e(n)}/index.html">{e(n)}</a></td>'
+                "<td colspan=4 class=muted>not in the run ledger</td></tr>"
+            )
+            continue
+        complete = s["published"] == s["expected"]
+        absent = ", ".join(s["absent"]) + (f" (+{s['missing_unrecorded']} missing)" if s["missing_unrecorded"] else "")
+        warned = f" · {s['warnings']} with a warning" if s["warnings"] else ""
+        rows.append(
+            f'<tr data-night="{e(n)}"><td><a href="date={e(n)}/index.html">{e(n)}</a></td>'
+            f'<td class="num {"ok" if complete else "bad"}">{s["published"]} of {s["expected"]}</td>'
+            f"<td class=num>{s['rows_published']:,}</td><td class=num>{s['rows_quarantined']:,}</td>"
+            f"<td>{e(absent or 'none')}{e(warned)}</td></tr>"
+        )
+    body = (
+        "<h1>xforce Data Docs: validation results by night</h1>"
+        "<p class=muted>Newest first. Per night: extracts published of those expected, rows published and "
+        "quarantined, and the extracts absent (missing, quarantined, failed).</p>"
+        "<table id=nights><tr><th>night</th><th>extracts published</th><th>rows published</th>"
+        "<th>rows quarantined</th><th>absent</th></tr>" + "".join(rows) + "</table>"
+    )
     return document("xforce Data Docs", body, CSS)
 
 

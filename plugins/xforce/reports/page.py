@@ -1,15 +1,20 @@
 """The report page: one static HTML page per night (charts as inline SVG, tables, no script, nothing
-fetched) and the index of nights, rendered from the tables :mod:`xforce.reports.queries` produces."""
+fetched) and the index of nights, rendered from the tables :mod:`xforce.reports.queries` produces.
+
+Every page says what it stands on: a one-line summary of the night's coverage (from the
+``night_coverage`` report, i.e. the night's completeness table) opens it, the crossing-vehicles count
+names the forces whose reads are absent, and the history sections name the months and forces with
+absent nights (``coverage_by_month``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from xforce.html import document, table
+from xforce.html import STATUS_COLOURS, WARNING_COLOUR, document, table
 from xforce.html import escape as e
+from xforce.schemas import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,7 +36,19 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 6px;border-bot
 p.note{color:#555;font-size:13px;margin:4px 0 10px} table{border-collapse:collapse;font-size:12px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left} td.n{text-align:right} th{background:#f3f3f3}
 code{font-size:12px} svg{display:block;margin:6px 0} .empty{color:#777;font-style:italic}
+code.token{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:11px;user-select:all;
+white-space:nowrap;background:#f6f8fa;padding:1px 3px}
+p.summary{font-size:15px;margin:8px 0;padding:8px 10px;border-left:4px solid #2c6fbb;background:#f3f7fc}
+p.summary.gaps{border-left-color:#c0392b;background:#fdf3f2} p.gap{color:#8a1f11;font-size:13px;margin:4px 0}
+dl.head{display:flex;flex-wrap:wrap;align-items:baseline;font-size:13px;margin:6px 0 8px}
+dl.head dt{color:#555;margin:0 4px 0 0} dl.head dd{margin:0 18px 0 0;font-weight:600} table.coverage td{font-size:11px}
+ol.nights{padding-left:0;list-style:none} ol.nights li{margin:6px 0;padding:6px 8px;border:1px solid #ddd}
+ol.nights a{font-weight:bold;font-size:15px} ol.nights .note{margin:2px 0 0}
 """
+#: How the page names a dataset in sentences.
+DATASET_LABELS = {"incidents": "incidents", "anpr_reads": "ANPR", "seizures": "seizures"}
+#: Completeness statuses that leave the extract's records in the night.
+PRESENT = frozenset({"published", "published_with_warnings", "late"})
 
 
 def _local(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -80,8 +97,13 @@ def _y_axis(x0: int, y0: int, h: int, w: int, top: float) -> list[str]:
     return out
 
 
-def timeline_svg(night: str, hare: pa.Table, crossing: pa.Table, forces: list[str]) -> str:
-    """Hare-coursing incidents (red diamonds, ±2 h band) and flagged vehicles' reads, per force."""
+def timeline_svg(
+    night: str, hare: pa.Table, crossing: pa.Table, forces: list[str], absent: list[str] | None = None
+) -> str:
+    """Hare-coursing incidents (red diamonds, ±2 h band) and flagged vehicles' reads, per force.
+
+    ``absent``: the forces whose ANPR reads are absent that night, named beside the count.
+    """
     rows = list(dict.fromkeys([*forces, *hare.column("force").to_pylist()]))
     left, top, row_h, width = 120, 28, 34, 1080
     plot_w = width - left - 20
@@ -127,12 +149,14 @@ def timeline_svg(night: str, hare: pa.Table, crossing: pa.Table, forces: list[st
         for (px, py), s in zip(pts, sightings, strict=True):
             body.append(
                 f'<circle cx="{px:.1f}" cy="{py:.1f}" r="6" fill="{colour}" stroke="#fff" stroke-width="1.5">'
-                f"<title>{e(token[:16])}… {e(s['force'])} {_local(s['read_at'])} {e(s['camera_id'])}</title>"
+                f"<title>{e(token)} {e(s['force'])} {_local(s['read_at'])} {e(s['camera_id'])}</title>"
                 "</circle>"
             )
     body.append(
         f'<text x="{left + plot_w}" y="{top - 12}" text-anchor="end" font-weight="bold">'
-        f"hare-coursing incidents: {hare.num_rows}; vehicles flagged: {crossing.num_rows}</text>"
+        f"hare-coursing incidents: {hare.num_rows}; vehicles flagged: {crossing.num_rows}"
+        + (f" (no ANPR reads from {e(', '.join(absent))})" if absent else "")
+        + "</text>"
     )
     return _svg(width, height, body, f"hare-coursing incidents and flagged vehicles on {night}")
 
@@ -243,6 +267,162 @@ def _months_up_to(night: str, n: int) -> list[str]:
     return out[::-1]
 
 
+def _force_label(row: Mapping[str, Any]) -> str:
+    return str(row["force"]).replace("_", " ").title()
+
+
+#: What an analyst needs to know of a refused extract, found in its error (first match wins).
+ERROR_KINDS = (
+    "wrong header",
+    "empty file",
+    "corrupt gzip",
+    "corrupt compressed data",
+    "unreadable CSV",
+    "wrong encoding",
+    "over the intake limit",
+    "schema drift",
+)
+
+
+def reason_of(error: Any) -> str:
+    """A refused extract's reason in a few words ("wrong header"), else the error's first clause."""
+    text = str(error or "")
+    kind = next((k for k in ERROR_KINDS if k in text), None)
+    return kind or _short(text)
+
+
+def _short(text: Any, limit: int = 70) -> str:
+    """The first clause of an error or warning, short enough for a summary line."""
+    first = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+    first = first.split(";")[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def coverage_rows(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]]:
+    """The night's completeness rows (``night_coverage``); empty when the night has no completeness table."""
+    t = tables.get("night_coverage")
+    return t.to_pylist() if t is not None else []
+
+
+def absent_forces(rows: list[dict[str, Any]], dataset: str) -> list[str]:
+    """Forces whose ``dataset`` extract left no records in the night (missing, quarantined, failed)."""
+    return sorted(r["force"] for r in rows if r["dataset_name"] == dataset and r["status"] not in PRESENT)
+
+
+def night_summary(rows: list[dict[str, Any]]) -> str:
+    """One line: "19 of 21 extracts published; Suffolk ANPR missing; Kent seizures quarantined: wrong header"."""
+    if not rows:
+        return "Coverage unknown: this night has no completeness table (published before it existed)."
+    present = [r for r in rows if r["status"] in PRESENT]
+    parts = [f"{len(present)} of {len(rows)} extracts published"]
+    for r in rows:
+        what = f"{_force_label(r)} {DATASET_LABELS.get(r['dataset_name'], r['dataset_name'])}"
+        if r["status"] == "missing":
+            parts.append(f"{what} missing")
+        elif r["status"] in ("quarantined", "failed"):
+            why = reason_of(r.get("error"))
+            parts.append(f"{what} {r['status']}" + (f": {why}" if why else ""))
+    late = [r for r in rows if r["status"] == "late"]
+    if len(late) <= 3:
+        for r in late:
+            mins = r.get("minutes_after_cutoff")
+            parts.append(
+                f"{_force_label(r)} {DATASET_LABELS.get(r['dataset_name'], r['dataset_name'])} late"
+                + (f" ({int(mins)} min after the cut-off)" if mins is not None else "")
+            )
+    else:
+        parts.append(f"{len(late)} received after the cut-off")
+    warned = sum(
+        1 for r in rows if r["status"] == "published_with_warnings" or (r["status"] == "late" and r["warning"])
+    )
+    if warned:
+        parts.append(f"{warned} published with warnings")
+    return "; ".join(parts)
+
+
+def night_headline(tables: Mapping[str, pa.Table]) -> dict[str, Any]:
+    """What the index shows for a night: the summary line and the headline numbers."""
+    rows = coverage_rows(tables)
+    out: dict[str, Any] = {
+        "summary": night_summary(rows),
+        "complete": bool(rows) and all(r["status"] in PRESENT for r in rows),
+        "known": bool(rows),
+        "published": sum(1 for r in rows if r["status"] in PRESENT),
+        "expected": len(rows),
+    }
+    if "crossing_vehicles" in tables:
+        out["vehicles_flagged"] = tables["crossing_vehicles"].num_rows
+    if "hare_coursing_night" in tables:
+        out["hare_coursing"] = tables["hare_coursing_night"].num_rows
+    if "seizures_by_item" in tables:
+        out["seizures"] = sum(
+            int(r["seizures_night"] or 0) for r in tables["seizures_by_item"].to_pylist() if r["force"] == ALL_FORCES
+        )
+    out["absent_anpr"] = absent_forces(rows, "anpr_reads")
+    return out
+
+
+def _gaps(tables: Mapping[str, pa.Table], dataset: str, months: set[str] | None = None) -> list[dict[str, Any]]:
+    t = tables.get("coverage_by_month")
+    rows = t.to_pylist() if t is not None else []
+    return [r for r in rows if r["dataset_name"] == dataset and (months is None or r["month"] in months)]
+
+
+def gaps_html(tables: Mapping[str, pa.Table], dataset: str, months: set[str] | None = None) -> str:
+    """A note naming the months and forces with absent nights of ``dataset`` (empty: none known)."""
+    gaps = _gaps(tables, dataset, months)
+    if not gaps:
+        return ""
+    items = "; ".join(
+        f"{r['month']}: {r['force']} ({r['nights_absent']} night{'s' if r['nights_absent'] != 1 else ''}: "
+        f"{', '.join(r['absent_nights'])})"
+        for r in gaps
+    )
+    label = DATASET_LABELS.get(dataset, dataset)
+    return (
+        f'<p class="gap" data-gaps="{e(dataset)}">Months and forces with nights whose {e(label)} extract is '
+        f"absent (the counts there are low): {e(items)}.</p>"
+    )
+
+
+def _coverage_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>" for h in ("force", "dataset", "status", "received", "published", "quarantined", "why")
+    )
+    body = []
+    for r in rows:
+        colour = (
+            WARNING_COLOUR
+            if r["status"] in ("published_with_warnings", "late")
+            else STATUS_COLOURS.get(r["status"], "#fff")
+        )
+        body.append(
+            f'<tr data-force="{e(r["force"])}" data-dataset="{e(r["dataset_name"])}">'
+            f"<td>{e(r['force'])}</td><td>{e(r['dataset_name'])}</td>"
+            f'<td style="background:{colour}">{e(str(r["status"]).replace("_", " "))}</td>'
+            f"<td>{e(_local(r['received_at']))}</td><td class=n>{_fmt_int(r['rows_published'])}</td>"
+            f"<td class=n>{_fmt_int(r['rows_quarantined'])}</td>"
+            f"<td>{e(_short(r['error'] or r['warning'], 90))}</td></tr>"
+        )
+    return f'<table class="coverage"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _crossing_table(crossing: pa.Table) -> str:
+    """The flagged vehicles, each token whole (monospace, selected with one click to copy)."""
+    if crossing.num_rows == 0:
+        return '<p class="empty">no vehicle was read in two or more forces near hare coursing on this night</p>'
+    head = "".join(f"<th>{h}</th>" for h in ("plate token", "forces", "reads", "first read", "last read", "incidents"))
+    body = "".join(
+        f'<tr><td><code class="token">{e(r["plate_token"])}</code></td><td>{e(", ".join(r["forces"]))}</td>'
+        f"<td class=n>{e(r['n_reads'])}</td><td>{e(_local(r['first_read_at']))}</td>"
+        f"<td>{e(_local(r['last_read_at']))}</td><td>{e(', '.join(r['incident_record_ids']))}</td></tr>"
+        for r in crossing.to_pylist()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -> str:
     """The night's static page: charts as inline SVG, tables, no script, nothing loaded from anywhere."""
     crossing = tables["crossing_vehicles"]
@@ -261,25 +441,28 @@ def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -
         "Red diamonds: hare-coursing incidents (shaded: ±2 h); coloured lines: flagged vehicles. "
         "Vehicles are plate tokens, never plates.</p>"
     )
-    parts.append(timeline_svg(night, hare, crossing, forces))
+    coverage = coverage_rows(tables)
+    absent_anpr = absent_forces(coverage, "anpr_reads")
+    absent_incidents = absent_forces(coverage, "incidents")
+    gap = []
+    if absent_anpr:
+        gap.append(f"no ANPR reads from {', '.join(absent_anpr)}")
+    if absent_incidents:
+        gap.append(f"no incidents from {', '.join(absent_incidents)}")
     parts.append(
-        table(
-            ["plate token", "forces", "reads", "first read", "last read", "incidents"],
-            [
-                [
-                    r["plate_token"][:16] + "…",
-                    ", ".join(r["forces"]),
-                    r["n_reads"],
-                    _local(r["first_read_at"]),
-                    _local(r["last_read_at"]),
-                    ", ".join(r["incident_record_ids"]),
-                ]
-                for r in crossing.to_pylist()
-            ],
-            {2},
-            "no vehicle was read in two or more forces near hare coursing on this night",
+        f'<p class="note" id="crossing-count"><b>Vehicles flagged: {crossing.num_rows}</b>'
+        + (
+            f' <span class="gap" data-absent="{e(",".join(absent_anpr))}">({e("; ".join(gap))} on this night: a '
+            "vehicle seen there is not counted, so a vehicle may have crossed more forces than shown)</span>"
+            if gap
+            else (
+                " (coverage unknown for this night)" if not coverage else " (every force's reads and incidents are in)"
+            )
         )
+        + "</p>"
     )
+    parts.append(timeline_svg(night, hare, crossing, forces, absent_anpr))
+    parts.append(_crossing_table(crossing))
 
     # 2. incidents per financial year, all forces, with year-on-year change
     parts.append("<h2>Incidents per financial year (April to March), all forces</h2>")
@@ -303,6 +486,7 @@ def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -
         for r in totals
     ]
     parts.append("<ul>" + "".join(f"<li>{e(s)}</li>" for s in lines) + "</ul>" if lines else "")
+    parts.append(gaps_html(tables, "incidents"))
     parts.append(
         table(
             ["force", "financial year", "incidents", "year before", "change", "hare coursing", "hare coursing change"],
@@ -330,14 +514,18 @@ def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -
     per_force = [f for f in forces if any(r["force"] == f for r in by_month)]
     per_force += sorted({r["force"] for r in by_month} - set(per_force) - {ALL_FORCES})
     counts = {(r["force"], r["month"]): int(r["incidents"]) for r in by_month}
+    gap_months = {r["month"] for r in _gaps(tables, "incidents", set(months))}
     parts.append(
         stacked_svg(
-            months,
+            [f"{m}*" if m in gap_months else m for m in months],
             {f: [counts.get((f, m), 0) for m in months] for f in per_force},
             {f: FORCE_COLOURS[i % len(FORCE_COLOURS)] for i, f in enumerate(per_force)},
             "incidents per month and force",
         )
     )
+    if gap_months:
+        parts.append('<p class="note">* a month with nights whose incidents extract is absent for a force.</p>')
+    parts.append(gaps_html(tables, "incidents", set(months)))
 
     # 4. seizures per force and item type (financial year to date)
     parts.append("<h2>Seizures per force and item type</h2>")
@@ -358,6 +546,7 @@ def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -
             "seizures per force and item type",
         )
     )
+    parts.append(gaps_html(tables, "seizures"))
     parts.append(
         table(
             ["force", "item", "seizures (night)", "items (night)", "seizures (year to date)", "items (year to date)"],
@@ -375,17 +564,62 @@ def render_page(night: str, tables: Mapping[str, pa.Table], forces: list[str]) -
             {2, 3, 4, 5},
         )
     )
-    rows = {name: t.num_rows for name, t in tables.items()}
+    summary = night_summary(coverage)
+    complete = bool(coverage) and all(r["status"] in PRESENT for r in coverage)
+    published = sum(1 for r in coverage if r["status"] in PRESENT)
     head = (
         f"<h1>Cross-force rural crime report: night of {e(night)}</h1>"
-        f'<p class="note">Built {e(generated)} from the published dataset (schema v1). '
-        f"Report rows: <code>{e(json.dumps(rows))}</code>. Tables: "
-        "<code>reports/&lt;report&gt;/date=&lt;night&gt;/part-0.parquet</code>.</p>"
+        f'<p class="summary{"" if complete else " gaps"}" id="summary">{e(summary)}</p>'
+        '<dl class="head">'
+        f"<dt>Night</dt><dd>{e(night)} (Europe/London)</dd>"
+        f"<dt>Built at</dt><dd>{e(generated)}</dd>"
+        f"<dt>Schema version</dt><dd>{e(SCHEMA_VERSION)}</dd>"
+        "<dt>Coverage</dt><dd>"
+        + (f"{published} of {len(coverage)} extracts published" if coverage else "unknown (no completeness table)")
+        + "</dd>"
+        f"<dt>In this report</dt><dd>{crossing.num_rows} vehicle{'' if crossing.num_rows == 1 else 's'} flagged, "
+        f"{hare.num_rows} hare-coursing incidents, "
+        f"{sum(int(r['seizures_night'] or 0) for r in seizures if r['force'] == ALL_FORCES)} seizures on the night</dd>"
+        "<dt>Tables</dt><dd><code>reports/&lt;report&gt;/date=&lt;night&gt;/part-0.parquet</code></dd>"
+        "</dl>"
+        + (
+            "<details><summary>Every force and dataset of the night</summary>"
+            + _coverage_table(coverage)
+            + "</details>"
+            if coverage
+            else ""
+        )
     )
     return document(f"xforce reports {night}", head + "".join(parts), _CSS)
 
 
-def render_index(nights: list[str]) -> str:
-    """The list of nights, newest first as given, each linking to its page."""
-    items = "".join(f'<li><a href="html/{e(n)}.html">{e(n)}</a></li>' for n in nights)
-    return document("xforce reports", f"<h1>xforce reports</h1><ul>{items}</ul>", _CSS)
+def render_index(nights: list[str], headlines: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The nights, newest first as given, each linking to its page with its coverage and headline numbers."""
+    headlines = headlines or {}
+    items = []
+    for n in nights:
+        h = headlines.get(n) or {}
+        numbers = [
+            f"{h[k]:,} {label}"
+            for k, label in (
+                ("vehicles_flagged", "vehicle(s) flagged"),
+                ("hare_coursing", "hare-coursing incidents"),
+                ("seizures", "seizures"),
+            )
+            if h.get(k) is not None
+        ]
+        cls = "" if h.get("complete") else ' class="gaps"'
+        items.append(
+            f'<li data-night="{e(n)}"{cls}><a href="html/{e(n)}.html">{e(n)}</a>'
+            + (f' <span class="note">{e(" · ".join(numbers))}</span>' if numbers else "")
+            + (f'<p class="note">{e(h["summary"])}</p>' if h.get("summary") else "")
+            + "</li>"
+        )
+    body = (
+        "<h1>xforce reports</h1>"
+        '<p class="note">One page per night, newest first: what the night holds (extracts published of those '
+        "expected) and its headline numbers. A night with absent extracts is marked in red.</p>"
+        f'<ol class="nights">{"".join(items)}</ol>'
+    )
+    css = _CSS + "ol.nights li.gaps{border-left:4px solid #c0392b}"
+    return document("xforce reports", body, css)

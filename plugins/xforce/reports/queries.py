@@ -5,14 +5,15 @@ The curated dataset is opened as ``pyarrow`` datasets through the curated zone's
 (:class:`xforce.store.zones.Zone`: a local folder or ``s3://``), so the same code reads both and DuckDB
 never has to fetch an extension (its ``httpfs`` is not bundled, and there is no internet here).
 Each dataset is registered in DuckDB as a view named after it (``incidents``, ``anpr_reads``,
-``seizures``, partition columns ``date`` and ``force`` included); filters on ``date`` are pushed
-down to the Parquet scan.
+``seizures``, partition columns ``date`` and ``force`` included; and ``completeness``, the night's
+force x dataset statuses, partition column ``date``); filters on ``date`` are pushed down to the
+Parquet scan.
 
 Output, per night ``D`` (see README "Reports"):
 
 * ``<reports>/<report>/date=<D>/part-0.parquet`` for every report in :data:`REPORTS`;
 * ``<reports>/html/<D>.html``: one static page, charts as inline SVG, no script, nothing fetched;
-* ``<reports>/index.html``: links to every night's page.
+* ``<reports>/index.html``: every night's page, with its coverage and headline numbers.
 
 ``<reports>`` is ``XFORCE_REPORTS_URI`` when set, else ``reports`` beside the curated zone
 (``data/reports`` by default). Plates appear only as the tokens the curated dataset carries.
@@ -30,9 +31,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from xforce.dictionary import COMPLETENESS_DATASET, PUBLISHED
 from xforce.errors import ConfigError
-from xforce.reports.page import render_index, render_page
-from xforce.schemas import CANONICAL, DATASETS
+from xforce.reports.page import night_headline, render_index, render_page
+from xforce.schemas import DATASETS
 from xforce.store import layout
 from xforce.store.zones import PARQUET_OPTIONS, Zone
 
@@ -46,13 +48,19 @@ if TYPE_CHECKING:
 
 #: The reports, in the order they appear on the page; each is ``sql/reports/<name>.sql``.
 REPORTS = (
+    "night_coverage",
     "crossing_vehicles",
     "hare_coursing_night",
     "incidents_by_year",
     "incidents_by_month",
     "seizures_by_item",
+    "coverage_by_month",
 )
 _PARTITIONS = pa.schema([pa.field("date", pa.string()), pa.field("force", pa.string())])
+#: The completeness table has one file per night: only ``date`` is in its path.
+_NIGHT_PARTITION = pa.schema([pa.field("date", pa.string())])
+#: The views registered in DuckDB: the three datasets and the completeness table.
+VIEWS = (*DATASETS, COMPLETENESS_DATASET)
 _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -84,9 +92,11 @@ def curated_dataset(curated: Zone, dataset: str) -> pads.Dataset:
     """The published ``dataset`` as a Hive-partitioned pyarrow dataset with the canonical schema.
 
     Files written before an additive schema change simply read the new columns as null.
-    Names starting with ``_`` or ``.`` (manifests, temporary files) are never read.
+    Names starting with ``_`` or ``.`` (manifests, temporary files) are never read. ``completeness``
+    (one file per night) has only the ``date`` partition.
     """
-    schema = pa.schema([*CANONICAL[dataset], *_PARTITIONS])
+    partitions = _NIGHT_PARTITION if dataset == COMPLETENESS_DATASET else _PARTITIONS
+    schema = pa.schema([*PUBLISHED[dataset], *partitions])
     base = layout.dataset_dir(dataset)
     if not curated.is_dir(base):
         return pads.dataset(schema.empty_table())
@@ -94,19 +104,19 @@ def curated_dataset(curated: Zone, dataset: str) -> pads.Dataset:
         curated.full(base),
         filesystem=curated.fs,
         format="parquet",
-        partitioning=pads.partitioning(_PARTITIONS, flavor="hive"),
+        partitioning=pads.partitioning(partitions, flavor="hive"),
         schema=schema,
         ignore_prefixes=[".", "_"],
     )
 
 
 def connect(curated: Zone) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the three datasets as views; offline (no extension is fetched)."""
+    """An in-memory DuckDB with the three datasets and completeness as views; offline (no extension fetched)."""
     import duckdb
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute("SET TimeZone = 'UTC'")  # times stay UTC; the SQL converts to Europe/London itself
-    for dataset in DATASETS:
+    for dataset in VIEWS:
         con.register(dataset, curated_dataset(curated, dataset))
     return con
 
@@ -150,8 +160,24 @@ def write_reports(zone: Zone, night: str, tables: Mapping[str, pa.Table], page: 
     zone.write_bytes(layout.report_page(night), page.encode("utf-8"))
     written["html"] = zone.uri_of(layout.report_page(night))
     nights = sorted((f.path.rsplit("/", 1)[-1][: -len(".html")] for f in zone.list_files("html")), reverse=True)
-    zone.write_bytes("index.html", render_index([n for n in nights if _NIGHT.match(n)]).encode("utf-8"))
+    nights = [n for n in nights if _NIGHT.match(n)]
+    headlines = {n: night_headline(_night_tables(zone, n)) for n in nights}
+    zone.write_bytes("index.html", render_index(nights, headlines).encode("utf-8"))
     return written
+
+
+#: What the index shows per night: its coverage and the headline numbers.
+_HEADLINE_REPORTS = ("night_coverage", "crossing_vehicles", "hare_coursing_night", "seizures_by_item")
+
+
+def _night_tables(zone: Zone, night: str) -> dict[str, pa.Table]:
+    """The night's report tables the index needs (those written: an older night may lack some)."""
+    out = {}
+    for name in _HEADLINE_REPORTS:
+        rel = layout.report_file(name, night)
+        if zone.exists(rel):
+            out[name] = zone.read_parquet(rel)
+    return out
 
 
 def build_reports(settings: Settings, night: str, forces: Iterable[str] | None = None) -> dict[str, Any]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+from xforce.errors import NightBusyError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -253,6 +256,94 @@ class Ledger:
                 {"a": first, "b": last},
             ).all()
         return {str(f): int(n) for f, n in rows}
+
+    # ------------------------------------------------------------------ one run per night
+    def acquire_lease(self, night: str, run_id: str, seconds: int, holder: str | None = None) -> None:
+        """Take (or renew) the night for ``run_id`` for ``seconds``; another run's live lease refuses it.
+
+        One statement: whichever of two racing runs writes first holds the night, the other sees
+        the holder and gets :class:`~xforce.errors.NightBusyError`.
+        """
+        now = datetime.now(UTC)
+        row = {
+            "night": night,
+            "run_id": run_id,
+            "holder": holder or f"{socket.gethostname()}:{os.getpid()}",
+            "now": now.isoformat(timespec="seconds"),
+            "expires": (now + timedelta(seconds=seconds)).isoformat(timespec="seconds"),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO xforce_leases (night, run_id, holder, acquired_at, expires_at) "
+                    "VALUES (:night, :run_id, :holder, :now, :expires) "
+                    "ON CONFLICT (night) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, "
+                    "acquired_at = CASE WHEN xforce_leases.run_id = excluded.run_id "
+                    "THEN xforce_leases.acquired_at ELSE excluded.acquired_at END, expires_at = excluded.expires_at "
+                    "WHERE xforce_leases.run_id = excluded.run_id OR xforce_leases.expires_at < :now"
+                ),
+                row,
+            )
+            held = conn.execute(
+                sa.text("SELECT run_id, holder, expires_at FROM xforce_leases WHERE night = :night"), row
+            ).first()
+        if held is None or held[0] != run_id:
+            other = ("another run", "?", "?") if held is None else tuple(held)
+            raise NightBusyError(
+                f"night {night} is being run by {other[0]} ({other[1]}, lease until {other[2]} UTC): "
+                "wait for it to finish, or after a crash for its lease to expire"
+            )
+
+    def release_lease(self, night: str, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM xforce_leases WHERE night = :n AND run_id = :r"), {"n": night, "r": run_id}
+            )
+
+    def lease(self, night: str) -> dict[str, Any] | None:
+        """The night's lease as recorded (live or expired), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT * FROM xforce_leases WHERE night = :n"), {"n": night}).mappings().first()
+        return dict(row) if row else None
+
+    def live_lease_runs(self) -> set[str]:
+        """Run ids holding a lease that has not expired."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT run_id FROM xforce_leases WHERE expires_at >= :now"), {"now": utcnow()})
+            return {str(r[0]) for r in rows}
+
+    # ------------------------------------------------------------------ the publish journal
+    def begin_publish(self, night: str, run_id: str, plan: Any) -> None:
+        """Journal a night's publish before anything is copied into place (replacing a committed one)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO xforce_publishes (night, run_id, state, plan, begun_at, committed_at) "
+                    "VALUES (:n, :r, 'begun', :plan, :at, NULL) ON CONFLICT (night) DO UPDATE SET "
+                    "run_id = excluded.run_id, state = 'begun', plan = excluded.plan, begun_at = excluded.begun_at, "
+                    "committed_at = NULL"
+                ),
+                {"n": night, "r": run_id, "plan": json.dumps(plan, sort_keys=True), "at": utcnow()},
+            )
+
+    def commit_publish(self, night: str, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE xforce_publishes SET state = 'committed', committed_at = :at "
+                    "WHERE night = :n AND run_id = :r"
+                ),
+                {"n": night, "r": run_id, "at": utcnow()},
+            )
+
+    def unfinished_publishes(self, night: str | None = None) -> list[dict[str, Any]]:
+        """Publishes begun and never committed (a crash), with their plans."""
+        sql = "SELECT * FROM xforce_publishes WHERE state = 'begun'" + (" AND night = :n" if night else "")
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.text(sql), {"n": night} if night else {}).mappings()]
+        for r in rows:
+            r["plan"] = json.loads(r["plan"])
+        return rows
 
     # ------------------------------------------------------------------ re-identification audit
     def audit_reidentification(

@@ -64,6 +64,9 @@ class FileInfo:
     size: int
     is_symlink: bool = False
     etag: str | None = None  # S3 only: the version seen when listed (reads can insist on it)
+    #: False for what is neither a file nor a folder (a FIFO, socket or device: opening it could block)
+    regular: bool = True
+    mtime: float | None = None  # when it was last written (seconds since the epoch; S3: LastModified)
 
 
 class _S3ParquetWriter(pq.ParquetWriter):
@@ -180,7 +183,13 @@ class Zone:
         if self.s3 is not None:
             return sorted(
                 (
-                    FileInfo(self._rel_of(o["Key"]), int(o.get("Size") or 0), False, o.get("ETag"))
+                    FileInfo(
+                        self._rel_of(o["Key"]),
+                        int(o.get("Size") or 0),
+                        False,
+                        o.get("ETag"),
+                        mtime=o["LastModified"].timestamp() if o.get("LastModified") else None,
+                    )
                     for o in self._objects(rel, recursive)
                     if not o["Key"].endswith("/")  # "folder" marker objects are not files
                 ),
@@ -218,8 +227,10 @@ class Zone:
                             stack.append(entry.path)
                         continue
                     link = entry.is_symlink()
-                    size = 0 if link else entry.stat(follow_symlinks=False).st_size
-                    out.append(FileInfo(os.path.relpath(entry.path, self.root).replace(os.sep, "/"), size, link))
+                    st = entry.stat(follow_symlinks=False)
+                    regular = link or entry.is_file(follow_symlinks=False)
+                    rel_path = os.path.relpath(entry.path, self.root).replace(os.sep, "/")
+                    out.append(FileInfo(rel_path, 0 if link else st.st_size, link, regular=regular, mtime=st.st_mtime))
         return sorted(out, key=lambda f: f.path)
 
     def list_dirs(self, rel: str) -> list[str]:
