@@ -180,6 +180,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "XFORCE_CONFIG_DIR": str(_config(base)),
             "AIRFLOW_HOME": str(base / "airflow_home"),
             "XFORCE_HMAC_KEY": os.environ["XFORCE_HMAC_KEY"],
+            # the correction below is written and checked at once: no settle interval here
+            "XFORCE_SETTLE_SECONDS": "0",
             "PYTHONPATH": str(ROOT / "plugins"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             # as a deployment unpauses them: then publish's asset events queue xforce_reports

@@ -135,6 +135,7 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory):
         api_port = free_port()
         queue = f"xforce_test_{secrets.token_hex(4)}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
+        env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
         env.update(
             {
                 "XFORCE_DATA_DIR": str(data),

@@ -36,6 +36,7 @@ def _env(base: Path) -> dict[str, str]:
         registry["forces"] = {f: v for f, v in registry["forces"].items() if f == FORCE}
         (config / "forces.yaml").write_text(yaml.safe_dump(registry, sort_keys=False), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW", "AWS_"))}
+    env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
     env.update(
         {
             "XFORCE_DATA_DIR": str(base / "data"),

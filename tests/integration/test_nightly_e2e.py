@@ -69,6 +69,7 @@ def night(tmp_path_factory: pytest.TempPathFactory):
     text = broken.read_bytes().replace(b"Seizure Ref", b"SeizureReference", 1)
     broken.write_bytes(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
+    env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
     env.update(
         {
             "XFORCE_DATA_DIR": str(data),

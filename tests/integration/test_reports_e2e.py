@@ -78,6 +78,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
         date.fromisoformat(NIGHT), data / "landing", anpr_reads=50, seed=3, plant_crossing_vehicle=True
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
+    env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
     env.update(
         {
             "XFORCE_DATA_DIR": str(data),

@@ -163,6 +163,7 @@ def test_throttling_and_5xx_are_retried_with_a_bound(moto_s3: S3Server, bucket: 
 # ------------------------------------------------------------------------------ the nightly DAG
 def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW", "AWS_"))}
+    env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
     env["XFORCE_HMAC_KEY"] = os.environ["XFORCE_HMAC_KEY"]
     return env
 
