@@ -436,3 +436,38 @@ def seed_anpr_source(db: Database, csv_path: Path, night: str, extra_nights: boo
                 values,
             )
     return len(rows)
+
+
+def headless_screenshot(url: str, shot: Path, size: tuple[int, int] = (1200, 1600)) -> bytes:
+    """A PNG of ``url`` taken by headless Chromium (skips, or fails under CI's flag, without it)."""
+    import shutil
+    import tempfile
+
+    from conftest import need_service
+
+    chromium = shutil.which("chromium")
+    need_service(chromium is not None, "chromium not installed (apt-get install chromium)")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        proc = subprocess.run(
+            [
+                str(chromium),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                f"--window-size={size[0]},{size[1]}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    return shot.read_bytes()

@@ -6,15 +6,12 @@ the charts drawn (no script, nothing fetched). Skips where Chromium is not insta
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-from conftest import need_service
+from services import headless_screenshot
 
 from xforce.reports import page as report_page
 
@@ -42,32 +39,7 @@ def night(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _screenshot(url: str, shot: Path, size: tuple[int, int]) -> np.ndarray:
-    chromium = shutil.which("chromium")
-    need_service(chromium is not None, "chromium not installed (apt-get install chromium)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        proc = subprocess.run(
-            [
-                str(chromium),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                f"--screenshot={shot}",
-                f"--window-size={size[0]},{size[1]}",
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
-    img = E2E.decode_png(shot.read_bytes())
+    img = E2E.decode_png(headless_screenshot(url, shot, size))
     assert img.shape[:2] == (size[1], size[0])
     return img
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
 from datetime import date
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import need_service
+from services import headless_screenshot
 
 from xforce.privacy.tokens import tokenise
 from xforce.reports import page as report_page
@@ -148,33 +146,9 @@ def _pixels_near(img: np.ndarray, hex_colour: str, tol: int = 6) -> int:
 
 
 def test_html_report_opens_in_headless_chromium_and_shows_its_charts(e2e) -> None:
-    chromium = shutil.which("chromium")
-    need_service(chromium is not None, "chromium not installed (apt-get install chromium)")
     page = e2e["data"] / "reports" / "html" / f"{NIGHT}.html"
-    ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"reports-{NIGHT}.png"
-    shot.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        proc = subprocess.run(
-            [
-                str(chromium),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                f"--screenshot={shot}",
-                "--window-size=1200,1600",
-                page.resolve().as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    headless_screenshot(page.resolve().as_uri(), shot, (1200, 1600))
     assert shot.stat().st_size > 30_000  # a blank 1200x1600 page compresses to a few kilobytes
     img = decode_png(shot.read_bytes())
     assert img.shape[:2] == (1600, 1200)

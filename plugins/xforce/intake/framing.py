@@ -213,35 +213,6 @@ def gunzip_chunks(stream: Any, gzipped: bool, limits: IntakeLimits, size: int = 
 
 
 # ------------------------------------------------------------------------ the independent count
-def _decompressed(stream: Any, gzipped: bool, limits: IntakeLimits) -> Iterator[bytes]:
-    if not gzipped:
-        while data := stream.read(_CHUNK):
-            yield bytes(data)
-        return
-    d = zlib.decompressobj(wbits=31)
-    read = written = 0
-    while data := bytes(stream.read(_CHUNK)):
-        read += len(data)
-        while data:
-            try:
-                out = d.decompress(data, _CHUNK * 4)
-            except zlib.error:
-                return  # cut short: what came before counts, as the reader reads it
-            written += len(out)
-            if written > limits.max_decompressed_bytes or (
-                written > 64 << 20 and written > limits.max_compression_ratio * read
-            ):
-                raise ExtractError(
-                    f"refused as a decompression bomb: more than {written} bytes from {read} compressed "
-                    f"(limits: {limits.max_decompressed_bytes} bytes, ratio {limits.max_compression_ratio:g})"
-                )
-            yield out
-            data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
-            if d.eof and d.unused_data and not d.unconsumed_tail:
-                d = zlib.decompressobj(wbits=31)
-    yield d.flush()
-
-
 def count_records(stream: Any, contract: DatasetContract, limits: IntakeLimits) -> int:
     """How many records the file holds by its framing, counted without parsing anything.
 
@@ -251,9 +222,14 @@ def count_records(stream: Any, contract: DatasetContract, limits: IntakeLimits) 
     jsonl = contract.format == "jsonl"
     count = 0
     pending = False  # the line in progress has content
-    for chunk in _decompressed(stream, contract.compression == "gzip", limits):
+    chunks = gunzip_chunks(stream, contract.compression == "gzip", limits)
+    while True:
+        try:
+            chunk = next(chunks, b"")
+        except Truncated:  # cut short: what came before counts, as the reader reads it
+            break
         if not chunk:
-            continue
+            break
         arr = np.frombuffer(chunk, dtype=np.uint8)
         content = ~np.isin(arr, _WHITESPACE) if jsonl else (arr != 10) & (arr != 13)
         ends = np.flatnonzero(arr == 10)
