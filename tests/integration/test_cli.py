@@ -183,8 +183,6 @@ def test_a_night_already_running_is_refused_in_one_line(world) -> None:
 
     env = world["env"]
     ledger = open_ledger(f"sqlite:///{Path(env['XFORCE_DATA_DIR']) / 'ledger.sqlite'}", str(ROOT / "sql"))
-    if not hasattr(ledger, "acquire_lease"):
-        pytest.skip("the ledger has no leases yet")
     ledger.acquire_lease(BUSY, "scheduled__elsewhere", 600, holder="worker-1:42")
     one_line_error(xforce(env, "run", "--date", BUSY), 1, f"night {BUSY} is being run by scheduled__elsewhere")
     status = xforce(env, "status", "--date", BUSY, "--json")

@@ -96,8 +96,6 @@ class CsvFramer:
                     self._mark("unparseable", "partial record at the end of a truncated file")
                 else:
                     self._frame(self._carry + b"\n")
-            elif self._skipping and self.truncated is None:
-                pass  # the oversized last line was marked when it passed the limit
             self._carry = b""
             return
         if self._skipping:
