@@ -9,7 +9,8 @@ Rules are data: `config/retention.yaml` (ANPR reads 12 months; incidents and sei
    (`retention_deleted` events; the night's extract rows become `expired`). With the `dry_run`
    param it only prints the list.
 
-Params: `dry_run` (default false), `today` (YYYY-MM-DD; default: today in Europe/London).
+Params: `dry_run` (default false), `today` (YYYY-MM-DD; default: today in Europe/London; more than a
+day ahead of the clock is refused unless `force` is true).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ TZ = "Europe/London"
         "dry_run": Param(False, type="boolean", description="Only list what would be deleted"),
         "today": Param(
             None, type=["null", "string"], format="date", description="Date to count from (default: today, local)"
+        ),
+        "force": Param(
+            False, type="boolean", description="Accept a `today` more than a day ahead of the clock (deletes early)"
         ),
     },
     doc_md=__doc__,

@@ -44,10 +44,18 @@ CREATE TABLE IF NOT EXISTS xforce_reidentifications (
     purpose      TEXT         NOT NULL,
     token        VARCHAR(64),             -- null when what was given is not a token
     key_version  VARCHAR(32),
-    outcome      VARCHAR(16)  NOT NULL    -- disclosed | unknown_token | malformed_token | refused
+    outcome      VARCHAR(16)  NOT NULL,   -- disclosed | unknown_token | malformed_token | refused | lookup_failed
+    seq          BIGINT,                  -- position in the hash chain: 1, 2, 3, ... (unique)
+    row_hash     VARCHAR(64)              -- sha256(previous row's row_hash + this row's fields), hex
 );
 
+-- Tables made before the hash chain: Ledger.migrate runs an ADD COLUMN only when the column is
+-- missing, then chains the rows already there (oldest first) once.
+ALTER TABLE xforce_reidentifications ADD COLUMN seq BIGINT;
+ALTER TABLE xforce_reidentifications ADD COLUMN row_hash VARCHAR(64);
+
 CREATE INDEX IF NOT EXISTS xforce_reidentifications_at ON xforce_reidentifications (at);
+CREATE UNIQUE INDEX IF NOT EXISTS xforce_reidentifications_seq ON xforce_reidentifications (seq);
 
 -- One run per night at a time (xforce.store.ledger.Ledger.acquire_lease): the run that holds a
 -- night until it releases it or the lease expires; every step of that run renews it.
@@ -69,4 +77,14 @@ CREATE TABLE IF NOT EXISTS xforce_publishes (
     plan         TEXT         NOT NULL,   -- JSON: per dataset and force, what is published or kept
     begun_at     VARCHAR(32)  NOT NULL,
     committed_at VARCHAR(32)
+);
+
+-- One key per key version (xforce.privacy.tokens.claim_key_version): each version's key
+-- fingerprint, recorded on the version's first use; another key under a known version is refused.
+-- The fingerprint names the key without revealing it: the first 16 hex characters of
+-- HMAC-SHA256(key, "xforce key fingerprint v1"). Never the key.
+CREATE TABLE IF NOT EXISTS xforce_key_versions (
+    key_version   VARCHAR(32)  NOT NULL PRIMARY KEY,
+    fingerprint   VARCHAR(64)  NOT NULL,
+    first_seen_at VARCHAR(32)  NOT NULL    -- UTC, ISO-8601
 );

@@ -9,7 +9,8 @@ Examples (every subcommand has its own ``--help`` with more):
   xforce backfill --from 2026-11-20 --to 2026-11-26 [--reports]
   xforce report --date 2026-11-27                        # the cross-force reports of a night
   xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
-  xforce audit | retention [--dry-run] | policies --out DIR | rotate-key
+  xforce audit [--verify] | retention [--dry-run] | policies --out DIR | rotate-key
+  xforce doctor                                          # local folders holding plates, key file: permissions
 
 Quiet by default: Airflow's and Great Expectations' logs go to a log file (its path is printed);
 -v/--verbose shows them and any traceback, -q/--quiet prints only the outcome, --json (run,
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -31,6 +34,7 @@ import sys
 import time as clock
 import traceback
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -75,14 +79,25 @@ def _night(value: str) -> str:
 
 
 def ensure_dev_key(data_dir: str) -> None:
-    """Without a configured key, make a local development key (0600) outside the repository."""
-    if os.environ.get("XFORCE_HMAC_KEY") or os.environ.get("AIRFLOW_CONN_XFORCE_HMAC"):
+    """Without a configured key, make a local development key (0600) outside the repository.
+
+    It lives where every process looks last (``<data dir>/secrets/hmac.key``, :func:`xforce.settings.hmac_key`)
+    and is named in ``XFORCE_HMAC_KEY_FILE`` for the Airflow processes this one configures. A configured
+    key (``XFORCE_HMAC_KEY``, ``XFORCE_HMAC_KEY_FILE``, ``AIRFLOW_CONN_XFORCE_HMAC_KEY``) is left alone: a
+    named file that is missing is reported, never replaced by a new key."""
+    if any(os.environ.get(v, "").strip() for v in ("XFORCE_HMAC_KEY", "XFORCE_HMAC_KEY_FILE")) or os.environ.get(
+        "AIRFLOW_CONN_XFORCE_HMAC_KEY"
+    ):
         return
-    path = Path(os.environ.get("XFORCE_HMAC_KEY_FILE") or Path(data_dir) / "secrets" / "hmac.key")
+    from xforce.settings import default_key_file
+
+    path = Path(default_key_file(data_dir))
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32), encoding="utf-8")
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, exist_ok=True)  # a new folder 0700, the file 0600, whatever the umask
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_hex(32))
         print(f"xforce: no XFORCE_HMAC_KEY set; created a development key in {path}", file=sys.stderr)
     os.environ["XFORCE_HMAC_KEY_FILE"] = str(path)
 
@@ -100,11 +115,14 @@ def _context(out: Out) -> Context:
 
 
 def _check_key(settings: Settings) -> None:
-    """The plate key, before any work: a missing or short one is a usage error, said once."""
+    """The plate key, before any work: a missing or short one, or another key under a version the ledger
+    knows (``KeyMismatchError``), is a usage error, said once."""
+    from xforce.privacy.tokens import claim_key_version
     from xforce.settings import hmac_key
+    from xforce.store.ledger import open_ledger
 
     ensure_dev_key(settings.data_dir)
-    hmac_key()
+    claim_key_version(open_ledger(settings.ledger_url, settings.sql_dir), *hmac_key())
 
 
 def _live_lease(ctx: Context, night: str) -> dict[str, Any] | None:
@@ -168,16 +186,21 @@ def prepare_airflow() -> Settings:
     # The migration runs in its own process, and Great Expectations is imported in its worker
     # process (xforce.quality.gxworker), while this one imports Airflow's DagBag: on two cores the fixed
     # costs overlap instead of adding up.
-    migrate = subprocess.Popen([airflow, "db", "migrate"], env=env, stdout=subprocess.DEVNULL)
-    try:
-        from xforce.quality import gxworker
+    home = Path(env.get("AIRFLOW_HOME") or settings.data_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".xforce-migrate.lock", "a") as lock:  # two commands at once on one home: one migrates
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        migrate = subprocess.Popen([airflow, "db", "migrate"], env=env, stdout=subprocess.DEVNULL)
+        try:
+            from xforce.quality import gxworker
 
-        gxworker.start()
-        from airflow.dag_processing.dagbag import DagBag  # noqa: F401
-    except BaseException:
-        migrate.wait()
-        raise
-    if migrate.wait() != 0:
+            gxworker.start()
+            from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+        except BaseException:
+            migrate.wait()
+            raise
+        migrated = migrate.wait()
+    if migrated != 0:
         raise CliError(
             f"Airflow's metadata database could not be migrated (`airflow db migrate` exit {migrate.returncode}): "
             "check AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and that the database is up"
@@ -185,29 +208,56 @@ def prepare_airflow() -> Settings:
     return settings
 
 
-def run_dag_test(night: str) -> str:
-    """Run ``xforce_nightly`` for a night in this process with ``dag.test()`` (Airflow configured by env)."""
+@dataclass(frozen=True)
+class NightRun:
+    """One ``dag.test()`` run of ``xforce_nightly``, planned before Airflow starts so that its run id
+    is known: the CLI takes the night's lease under that id first (a second run is refused at once,
+    before any Airflow work), and the run's tasks renew it."""
+
+    night: str
+    logical_date: datetime
+    run_after: datetime
+
+    @classmethod
+    def plan(cls, night: str) -> NightRun:
+        run_after = datetime.combine(
+            date.fromisoformat(night) + timedelta(days=1), time(2, 30), ZoneInfo("Europe/London")
+        ).astimezone(ZoneInfo("UTC"))
+        # A fresh logical date per run so that a re-run of the same night is a new DAG run.
+        logical = run_after + timedelta(microseconds=uuid.uuid4().int % 1_000_000)
+        return cls(night, logical, datetime.now(UTC))
+
+    @property
+    def run_id(self) -> str:
+        """The id Airflow gives a manual run with this ``run_after`` (``DagRun.generate_run_id``)."""
+        return f"manual__{self.run_after.isoformat()}"
+
+
+def run_dag_test(night: str, run: NightRun | None = None) -> tuple[str, str]:
+    """Run ``xforce_nightly`` for a night in this process with ``dag.test()`` (Airflow configured by
+    env); ``(state, run_id)`` of the DAG run."""
     from airflow.dag_processing.dagbag import DagBag
 
+    run = run or NightRun.plan(night)
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise CliError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag("xforce_nightly")
     if dag is None:
         raise CliError("DAG xforce_nightly not found")
-    # A fresh logical date per run so that a re-run of the same night is a new DAG run.
-    run_after = datetime.combine(
-        date.fromisoformat(night) + timedelta(days=1), time(2, 30), ZoneInfo("Europe/London")
-    ).astimezone(ZoneInfo("UTC"))
-    logical = run_after + timedelta(microseconds=uuid.uuid4().int % 1_000_000)
-    dr = dag.test(logical_date=logical, run_conf={"night": night})
-    return str(getattr(dr, "state", "unknown"))
+    dr = dag.test(logical_date=run.logical_date, run_after=run.run_after, run_conf={"night": night})
+    return str(getattr(dr, "state", "unknown")), str(getattr(dr, "run_id", ""))
 
 
-def _run_night(ctx: Context, night: str, out: Out) -> tuple[str, float]:
-    """``run_dag_test`` with the extracts done of total drawn on a terminal; ``(state, seconds)``."""
+def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
+    """``run_dag_test`` with the extracts done of total drawn on a terminal; ``(state, seconds)``.
+
+    The caller holds the night for ``run.run_id`` (:func:`_hold`). A run that found the night held
+    by another all the same (its lease lost inside the DAG) raises :class:`NightBusyError` with the
+    holder."""
     from xforce.store.ledger import utcnow
 
+    night = run.night
     total = len(ctx.registry.forces) * len(DATASETS)
     since = utcnow()
     bar = Progress(out)
@@ -222,10 +272,28 @@ def _run_night(ctx: Context, night: str, out: Out) -> tuple[str, float]:
         if bar.active:
             tick()
         with Poller(tick) if bar.active else contextlib.nullcontext():
-            state = run_dag_test(night)
+            state, run_id = run_dag_test(night, run)
     finally:
         bar.close()
+    if run_id != run.run_id:
+        raise CliError(f"Airflow named the run {run_id}, not {run.run_id} as planned: the night's lease is not its own")
+    refused = [e for e in ctx.ledger.events(night) if e["event"] == "night_busy" and e["run_id"] == run_id]
+    if state != "success" and refused:
+        raise NightBusyError(f"{json.loads(refused[-1]['detail'])}; this run ({run_id}) processed nothing")
     return state, clock.monotonic() - start
+
+
+@contextlib.contextmanager
+def _hold(ctx: Context, run: NightRun) -> Iterator[None]:
+    """The night held for ``run`` while the block runs (a second run is refused with
+    :class:`NightBusyError` at once); released at the end, when the run is over whatever its state."""
+    from xforce.exchange.lease import hold_night
+
+    hold_night(ctx, run.night, run.run_id)
+    try:
+        yield
+    finally:
+        ctx.ledger.release_lease(run.night, run.run_id)
 
 
 def _file_uri(uri: str) -> str:
@@ -291,15 +359,16 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
 
     ctx = _context(out)
     _check_key(ctx.settings)
-    _refuse_if_running(ctx, args.date)
+    run = NightRun.plan(args.date)
     out.log = _log_path(ctx.settings, "run", args.date)
-    if not out.verbose:
-        out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
-    with capture(out, out.log):
-        start = clock.monotonic()
-        prepare_airflow()
-        out.stage(f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)")
-        state, seconds = _run_night(ctx, args.date, out)
+    with _hold(ctx, run):  # before any Airflow work: a second run of the night is refused at once
+        if not out.verbose:
+            out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
+        with capture(out, out.log):
+            start = clock.monotonic()
+            prepare_airflow()
+            out.stage(f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)")
+            state, seconds = _run_night(ctx, run, out)
     code, lines, doc = _night_result(ctx, args.date, state)
     out.summary(f"xforce_nightly for {args.date}: run {state} in {seconds:.0f} s")
     out.summary(f"extracts: {summary_line(doc)}")
@@ -336,14 +405,15 @@ def cmd_backfill(args: argparse.Namespace, out: Out) -> int:
     with capture(out, out.log):
         settings = prepare_airflow()
         for night in nights:
-            busy = _live_lease(ctx, night)
-            if busy:
-                problem = f"night {night} is being run by {busy.get('run_id')}: skipped"
-                doc = {"night": night, "state": "busy", "exit_code": FAILED, "problems": [problem]}
+            run = NightRun.plan(night)
+            try:
+                with _hold(ctx, run):
+                    state, _ = _run_night(ctx, run, out)
+            except NightBusyError as exc:  # held by another run, before or during this one: skipped
+                doc = {"night": night, "state": "busy", "exit_code": FAILED, "problems": [f"{exc}: skipped"]}
                 out.summary(f"xforce_nightly for {night}: skipped, another run holds it")
                 docs.append(doc)
                 continue
-            state, _ = _run_night(ctx, night, out)
             _, lines, doc = _night_result(ctx, night, state)
             note = f"{doc['statuses']['published']}/{doc['extracts']} extracts published"
             if args.reports and state == "success":
@@ -540,9 +610,11 @@ def cmd_reidentify(args: argparse.Namespace, out: Out) -> int:
     from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
-    found = privacy.reidentify(
+    ledger = open_ledger(s.ledger_url, s.sql_dir)
+    privacy.check_durable(ledger)  # before anything else: refused, nothing read
+    found = privacy.reidentify(  # returns once the audit row is committed
         s.restricted,
-        open_ledger(s.ledger_url, s.sql_dir),
+        ledger,
         args.token,
         purpose=args.purpose,
         requested_by=args.requested_by,
@@ -557,12 +629,40 @@ def cmd_audit(args: argparse.Namespace, out: Out) -> int:
     from xforce.store.ledger import open_ledger
 
     s = Settings.from_env()
-    rows = open_ledger(s.ledger_url, s.sql_dir).reidentifications(args.token)
+    ledger = open_ledger(s.ledger_url, s.sql_dir)
+    if args.verify:
+        check = ledger.verify_audit()
+        for problem in check.problems:
+            out.error(f"audit chain: {problem}")
+        if check.whole:
+            out.summary(f"audit chain whole: {check.rows} row(s), head position {check.head_seq} {check.head_hash}")
+            return OK
+        out.summary(f"audit chain broken: {len(check.problems)} problem(s) in {check.rows} row(s)")
+        return FAILED
+    from xforce.intake.normalise import formula_safe  # a spreadsheet opens this TSV: no formulas
+
+    rows = ledger.reidentifications(args.token)
     cols = ("at", "requested_by", "os_user", "outcome", "key_version", "token", "purpose")
     print("\t".join(cols))
     for r in rows:
-        print("\t".join("" if r[c] is None else str(r[c]).replace("\t", " ").replace("\n", " ") for c in cols))
+        cells = ("" if r[c] is None else formula_safe(str(r[c])) for c in cols)
+        print("\t".join(cell.replace("\t", " ").replace("\r", " ").replace("\n", " ") for cell in cells))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace, out: Out) -> int:
+    """Local folders holding clear plates (raw, restricted) and the key file that other accounts could read."""
+    from xforce.settings import Settings
+    from xforce.store.connections import loose_zone_permissions
+
+    found = loose_zone_permissions(Settings.from_env())
+    for f in found:
+        out.error(f"{f['what']}: {f['path']} is {f['mode']}, should be {f['want']} (chmod {f['want']} {f['path']})")
+    if found:
+        out.summary(f"{len(found)} permission problem(s): other accounts on this machine could read plates or the key")
+        return FAILED
+    out.summary("permissions: raw and restricted zones and the key file are private (or not local)")
+    return OK
 
 
 def cmd_retention(args: argparse.Namespace, out: Out) -> int:
@@ -572,7 +672,15 @@ def cmd_retention(args: argparse.Namespace, out: Out) -> int:
 
     s = Settings.from_env()
     policy = retention.load_policy(s.config_dir)
+    if args.include_landing:
+        policy = policy.with_landing()
     today = date.fromisoformat(args.today) if args.today else policy.today()
+    if today > (latest := retention.latest_today(policy)) and not args.force:
+        raise CliError(
+            f"--today {today} is more than one day ahead of today ({latest - timedelta(days=1)}, "
+            f"{policy.timezone}): it would delete data not yet past its retention; add --force if that is meant",
+            USAGE,
+        )
     done = retention.apply(
         s,
         open_ledger(s.ledger_url, s.sql_dir),
@@ -591,7 +699,8 @@ def cmd_policies(args: argparse.Namespace, out: Out) -> int:
     from xforce.settings import Settings
 
     s = Settings.from_env()
-    for path in policies.write(args.out, policies.generate(load_registry(s.config_dir), s, args.bucket)):
+    uris = policies.compose_zone_uris(args.compose) if args.compose else None
+    for path in policies.write(args.out, policies.generate(load_registry(s.config_dir), s, args.bucket, uris)):
         print(path)
     return 0
 
@@ -625,7 +734,8 @@ EXAMPLES = {
     "backfill": "xforce backfill --from 2026-11-20 --to 2026-11-26 --reports",
     "report": "xforce report --date 2026-11-27",
     "reidentify": 'xforce reidentify --token 3f2a... --purpose "Op Lepus, log 123" --requested-by "DC Smith"',
-    "audit": "xforce audit --token 3f2a...",
+    "audit": "xforce audit --token 3f2a...        (xforce audit --verify: check the hash chain)",
+    "doctor": "xforce doctor",
     "retention": "xforce retention --dry-run --today 2027-01-01",
     "policies": "xforce policies --out deploy/minio/policies --bucket xforce",
     "rotate-key": "XFORCE_HMAC_KEY_VERSION=k2 XFORCE_HMAC_KEY=... xforce rotate-key --keep-old-map",
@@ -781,7 +891,12 @@ def build_parser() -> argparse.ArgumentParser:
     ri.set_defaults(func=cmd_reidentify)
     au = command("audit", "list the re-identification audit (tab-separated)")
     au.add_argument("--token", default=None, help="only the requests for this token (e.g. 3f2a...)")
+    au.add_argument(
+        "--verify", action="store_true", help="check the audit's hash chain: exit 1 naming rows changed or removed"
+    )
     au.set_defaults(func=cmd_audit)
+    dr = command("doctor", "check that local zones holding plates and the key file are private to this account")
+    dr.set_defaults(func=cmd_doctor)
     rt = command("retention", "delete partitions past their retention (config/retention.yaml)")
     rt.add_argument(
         "--dry-run", action="store_true", help="only list what would be deleted (e.g. before the first run)"
@@ -789,11 +904,25 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument(
         "--today", type=_night, default=None, metavar="YYYY-MM-DD", help="count from this date (default: today, local)"
     )
+    rt.add_argument(
+        "--force", action="store_true", help="accept a --today more than one day ahead (e.g. to test a future rule)"
+    )
+    rt.add_argument(
+        "--include-landing",
+        action="store_true",
+        help="also delete expired nights from landing (as include_landing: true in config/retention.yaml)",
+    )
     rt.set_defaults(func=cmd_retention)
     po = command("policies", "write the MinIO/S3 policy documents generated from the force registry")
     po.add_argument("--out", required=True, metavar="DIR", help="folder to write into (e.g. deploy/minio/policies)")
     po.add_argument(
         "--bucket", default="xforce", help="bucket of zones that are not s3:// in the settings (e.g. xforce)"
+    )
+    po.add_argument(
+        "--compose",
+        default=None,
+        metavar="FILE",
+        help="take the zones from this docker-compose file's XFORCE_*_URI (e.g. docker-compose.yaml)",
     )
     po.set_defaults(func=cmd_policies)
     rk = command("rotate-key", "re-tokenise published partitions under the configured key version")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xforce.intake.contracts import Registry, load_registry
-from xforce.settings import Settings
+from xforce.settings import Settings, hmac_key
 from xforce.store.connections import Zones
 from xforce.store.ledger import Ledger, open_ledger
 
@@ -29,3 +29,13 @@ class Context:
         """Settings from the environment; this process's ledger for them (migrated once)."""
         s = Settings.from_env()
         return cls(s, load_registry(s.config_dir), open_ledger(s.ledger_url, s.sql_dir))
+
+    def plate_key(self) -> tuple[str, bytes]:
+        """The plate key and its version (:func:`xforce.settings.hmac_key`), checked against the version's
+        fingerprint in this ledger (recorded on first use; another key under it is refused:
+        :func:`xforce.privacy.tokens.claim_key_version`, asked once per process)."""
+        from xforce.privacy.tokens import claim_key_version  # numpy, pyarrow: only where tokens are made
+
+        version, key = hmac_key()
+        claim_key_version(self.ledger, version, key)
+        return version, key

@@ -32,12 +32,13 @@ from typing import Any
 import pyarrow as pa
 
 from xforce.schemas import CANONICAL, SCHEMA_VERSION, UTC_TS
-from xforce.settings import PROJECT_ROOT
+from xforce.settings import PROJECT_ROOT, RUNTIME_ROOT
 
-#: Where the dictionary's source lives (``schemas/<version>/``) and the suites' code lists.
-SCHEMAS_DIR = PROJECT_ROOT / "schemas"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-#: The generated page (checked by tests/unit/test_schema_policy.py).
+#: Where the dictionary's source lives (``schemas/<version>/``) and the suites' code lists: the
+#: repository's folders, or the installed package's copies (:data:`xforce.settings.RUNTIME_ROOT`).
+SCHEMAS_DIR = RUNTIME_ROOT / "schemas"
+EXPECTATIONS_DIR = RUNTIME_ROOT / "expectations"
+#: The generated page (checked by tests/unit/test_schema_policy.py; in a source checkout only).
 MARKDOWN = PROJECT_ROOT / "docs" / "data-dictionary.md"
 
 #: Privacy classes: what a column can reveal (docs/privacy.md).

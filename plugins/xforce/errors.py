@@ -18,6 +18,13 @@ class ConfigError(XforceError):
     kind = "config"
 
 
+class KeyMismatchError(ConfigError):
+    """The configured plate key is not the key its version label was first used with (the ledger
+    keeps each version's fingerprint): its tokens would silently stop joining earlier nights' tokens."""
+
+    kind = "key_mismatch"
+
+
 class UnsafePathError(XforceError):
     """A landing name escapes its folder (``..``, absolute path, symlink) or names an unknown force."""
 
@@ -43,3 +50,24 @@ class NightBusyError(XforceError):
     """Another run holds this night (its lease in the ledger has not expired): one run per night at a time."""
 
     kind = "night_busy"
+
+
+class VolatileLedgerError(XforceError):
+    """The ledger would not outlive the process or the machine's next clean-up (in-memory SQLite, a
+    file in the temporary folder or on a RAM disk): re-identification is refused, its audit must last."""
+
+    kind = "volatile_ledger"
+
+
+class ReidentificationRefused(XforceError):
+    """A re-identification request without a usable purpose or requester (too few letters once
+    invisible characters are removed): refused, and the refusal is audited."""
+
+    kind = "reidentification_refused"
+
+
+class ProcessingError(XforceError):
+    """Processing an extract raised something the hub did not expect (a library's error, a bug).
+
+    Its message is the original's with any content withheld (``xforce.redaction.describe_error``):
+    a library's error may quote a value, and a value may be a plate. Transient: Airflow retries it."""

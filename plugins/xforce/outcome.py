@@ -28,6 +28,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     #: where the run staged the two halves of the split (``published``, ``quarantine``), while validated
     staged: dict[str, str] | None = None
+    #: the GX suites' expectations met: ``row`` and ``table`` -> (successful, evaluated)
+    suite: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def error(self) -> str | None:
@@ -44,6 +46,24 @@ class Outcome:
         self.reasons = {reason: self.rows_in}
         self.errors.insert(0, error)
         self.staged = None
+
+    def summary(self) -> list[str]:
+        """What an operator reads in the task log: counts, reasons with counts, expectations met,
+        errors and warnings (texts the hub wrote: positions, lengths and hashes, never a value)."""
+        label = f"{self.force}/{self.dataset} {self.night}"
+        lines = [
+            f"{label}: {self.status}; received {self.rows_in}, published {self.rows_published}, "
+            f"quarantined {self.rows_quarantined}"
+        ]
+        if self.reasons:
+            lines.append("quarantined by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items())))
+        for level, (met, evaluated) in sorted(self.suite.items()):
+            lines.append(f"Great Expectations, {level}-level suite: {met} of {evaluated} expectations met")
+        if self.error:
+            lines.append(f"error: {self.error}")
+        if self.warning:
+            lines.append(f"warnings: {self.warning}")
+        return lines
 
     def ref(self) -> dict[str, Any]:
         """The small reference passed on through XCom."""

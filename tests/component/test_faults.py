@@ -116,6 +116,75 @@ def _publish_in_child(data_dir: Path, run_id: str, crash_at: int) -> subprocess.
     )
 
 
+_CRASHING_STAGE = """
+import os, sys
+from xforce.context import Context
+from xforce.exchange import land, process
+from xforce.store.ledger import Ledger
+from xforce.store.zones import Zone
+
+night, run_id, target, crash_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+calls = [0]
+cls, name = {"Zone": Zone, "Ledger": Ledger}[target.split(".")[0]], target.split(".")[1]
+original = getattr(cls, name)
+
+def crashing(*args, **kwargs):
+    if calls[0] == crash_at:
+        os._exit(9)  # as kill -9 at this instant: no cleanup, no finally, the GX worker orphaned
+    calls[0] += 1
+    return original(*args, **kwargs)
+
+setattr(cls, name, crashing)
+ctx = Context.from_env()
+for force in sys.argv[5:]:
+    process.process_extract(ctx, land.land_extract(ctx, night, force, "anpr_reads", run_id), run_id)
+print("COMPLETED", calls[0])
+"""
+
+#: Boundaries of land and validate where a run is killed: (method, which call of it, what it means).
+_STAGE_BOUNDARIES = [
+    ("Zone.copy_from", 0, "land: the first raw copy half made"),
+    ("Ledger.record", 0, "land: raw copied, the ledger not yet told"),
+    ("Ledger.event", 0, "land: the ledger says landed, its event not written"),
+    ("Zone.parquet_writer", 0, "validate: the first staged file being opened"),
+    ("Ledger.record_outcome", 0, "validate: staged, the outcome not recorded"),
+    ("Ledger.record", 2, "land of the second force, after the first was staged and recorded"),
+]
+
+
+@pytest.mark.parametrize("redelivered", [False, True], ids=["first-time", "re-delivered"])
+@pytest.mark.parametrize(("target", "crash_at", "meaning"), _STAGE_BOUNDARIES, ids=[b[2] for b in _STAGE_BOUNDARIES])
+def test_a_run_killed_in_land_or_validate_leaves_the_night_whole_for_the_next(
+    redelivered: bool, target: str, crash_at: int, meaning: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _generate(data_dir / "landing")
+    monkeypatch.setenv("XFORCE_NIGHT_LEASE_SECONDS", "1")
+    ctx = Context.from_env()
+    before: dict[str, Any] | None = None
+    if redelivered:  # a night already published; then both forces deliver again, with other reads
+        run_night_plain(ctx, NIGHT)
+        before = _reader_sees_no_mixed_night(ctx)
+        _generate(data_dir / "landing", reads=45, seed=11)
+    killed = subprocess.run(
+        [sys.executable, "-c", _CRASHING_STAGE, NIGHT, "run__killed", target, str(crash_at), *FORCES],
+        env={**os.environ, "XFORCE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert killed.returncode == 9, (meaning, killed.stdout[-500:], killed.stderr[-2000:])
+    assert _reader_sees_no_mixed_night(ctx) == before  # readers see the last published night, untouched
+    time.sleep(2.2)  # the killed run's lease expires (leases are kept to the second)
+    run_night_plain(ctx, NIGHT)  # the next run
+    manifest = _reader_sees_no_mixed_night(ctx)
+    assert manifest is not None and manifest["state"] == "published"
+    _every_record_once(ctx, data_dir)
+    for force in FORCES:  # what was published is the last delivery, all of it
+        row = ctx.ledger.get(NIGHT, force, "anpr_reads")
+        assert row is not None and manifest["forces"][force]["sha256"] == row["sha256"]
+
+
 @pytest.mark.parametrize("redelivered", [False, True], ids=["first-time", "re-delivered"])
 def test_publish_killed_at_every_write_is_completed_by_the_retry(
     redelivered: bool, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -160,6 +229,8 @@ def test_a_second_run_of_a_night_is_refused_while_the_first_holds_it(data_dir: P
         with pytest.raises(NightBusyError, match=f"night {NIGHT} is being run by {first}"):
             step()
     assert ctx.ledger.get(NIGHT, "kent", "anpr_reads") is None  # the refused run touched nothing
+    refusals = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "night_busy"]
+    assert [e["run_id"] for e in refusals] == [second, second]  # and said so, for the operator
     land.land_extract(ctx, NIGHT, "kent", "anpr_reads", first)
     for force in FORCES:
         ref = {"night": NIGHT, "force": force, "dataset": "anpr_reads", "status": "landed"}
@@ -280,3 +351,51 @@ def test_a_file_still_being_written_is_left_for_a_later_run(data_dir: Path, monk
     assert [n.night for n in late.find_late_nights(ctx, today=date.fromisoformat(NIGHT))] == [NIGHT]
     taken = land.land_extract(ctx, NIGHT, "kent", "anpr_reads", "run__later")
     assert taken["files"][0]["bytes"] == 100
+
+
+def test_a_correction_beside_the_original_replaces_what_it_corrects(data_dir: Path) -> None:
+    import csv
+    import io
+
+    _generate(data_dir / "landing", reads=40)
+    ctx = Context.from_env()
+    run_night_plain(ctx, NIGHT)
+    part = layout.part_file("anpr_reads", NIGHT, "kent")
+    first = ctx.zones.curated.read_parquet(part)
+    original = extract_path(data_dir / "landing", "kent", "anpr_reads", date.fromisoformat(NIGHT))
+    header, *lines = list(csv.reader(io.StringIO(original.read_text("cp1252")), delimiter=";"))
+    published = {sid: at for sid, at in zip(first["source_id"].to_pylist(), first["read_at"].to_pylist(), strict=True)}
+    chosen = [row for row in lines if row[0] in published and sum(r[0] == row[0] for r in lines) == 1][:3]
+    assert len(chosen) == 3
+    fixed = [[row[0], row[1][:-2] + ("01" if row[1][-2:] != "01" else "02"), *row[2:]] for row in chosen]
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", quoting=csv.QUOTE_ALL, lineterminator="\n").writerows([header, *fixed, fixed[0]])
+    correction = original.with_name("anpr_reads_fix.csv")  # sent beside the original, after it
+    correction.write_text(out.getvalue(), "cp1252")
+    old = time.time() - 3600
+    os.utime(original, (old, old))
+
+    run_night_plain(ctx, NIGHT)
+
+    now = ctx.zones.curated.read_parquet(part)
+    ids = now["source_id"].to_pylist()
+    quarantined = ctx.zones.quarantine.read_parquet(part).to_pylist()
+    for row, fix in zip(chosen, fixed, strict=True):
+        assert ids.count(row[0]) == 1  # published once, from the correction
+        at = now["read_at"].to_pylist()[ids.index(row[0])]
+        assert at != published[row[0]] and at.second == int(fix[1][-2:])
+        older = [q for q in quarantined if q["source_id"] == row[0]]
+        reasons = sorted((q["reason"], q["source_file"]) for q in older)
+        expected = [("corrected", original.name)]
+        if row is chosen[0]:  # sent twice in the correction: its second copy is a duplicate there
+            expected = sorted([*expected, ("duplicate_id", correction.name)])
+        assert reasons == expected
+    assert sorted(set(ids)) == sorted(set(published))  # the other records stay published
+    kent = ctx.ledger.get(NIGHT, "kent", "anpr_reads")
+    assert kent is not None and kent["status"] == "published" and len(kent["files"]) == 2
+    assert kent["rows_in"] == len(lines) + len(fixed) + 1 == kent["rows_published"] + kent["rows_quarantined"]
+    assert kent["rows_published"] == now.num_rows
+    assert [e["force"] for e in ctx.ledger.events(NIGHT) if e["event"] == "superseded"] == ["kent"]
+    manifest = _reader_sees_no_mixed_night(ctx)
+    assert manifest is not None and manifest["forces"]["kent"]["rows_published"] == now.num_rows
+    _every_record_once(ctx, data_dir)

@@ -78,7 +78,7 @@ with create_session() as s:
     rows = s.execute(select(DagRun).where(DagRun.dag_id == "xforce_nightly", DagRun.run_id.like("late__%")))
     runs = [{"run_id": r.run_id, "conf": r.conf, "state": str(r.state)} for (r,) in rows]
 with contextlib.redirect_stdout(io.StringIO()):
-    ran = {n: run_dag_test(n) for n in sorted(r["conf"]["night"] for r in runs)}
+    ran = {n: run_dag_test(n)[0] for n in sorted(r["conf"]["night"] for r in runs)}
 with create_session() as s:
     nightly = [(r.run_id, str(r.state)) for (r,) in s.execute(select(DagRun).where(DagRun.dag_id == "xforce_nightly"))]
 say({"late_dag": states, "triggered": runs, "ran": ran, "nightly_runs": nightly})

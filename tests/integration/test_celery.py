@@ -224,6 +224,10 @@ def _run(cluster: Cluster, env: dict[str, str], db: Any, result: dict[str, Any])
     result["killed_after"] = time.monotonic() - started
     time.sleep(2)
     cluster.start_worker()
+    # An operator runs the same night from the command line while the scheduler's run holds it.
+    result["cli_beside"] = subprocess.run(
+        [str(BIN / "xforce"), "run", "--date", NIGHT], env=env, capture_output=True, text=True, timeout=600
+    )
 
     def finished() -> str | None:
         state, tis = _states(engine)
@@ -256,6 +260,15 @@ def test_the_run_succeeds_after_the_worker_was_killed_mid_run(celery_run) -> Non
     assert {t["state"] for t in celery_run["final"]} == {"success"}
 
 
+def test_a_cli_run_beside_the_schedulers_run_is_refused_and_changes_nothing(celery_run) -> None:
+    beside = celery_run["cli_beside"]
+    assert beside.returncode == 1, beside.stdout[-2000:] + beside.stderr[-2000:]
+    lines = [ln for ln in beside.stderr.splitlines() if ln.startswith("xforce run:")]
+    assert len(lines) == 1 and f"night {NIGHT} is being run by {RUN_ID}" in lines[0], beside.stderr[-2000:]
+    assert "Traceback" not in beside.stderr
+    assert celery_run["state"] == "success"  # the scheduler's run went on, and published (test below)
+
+
 def test_every_mapped_task_ran_on_a_celery_worker(celery_run) -> None:
     mapped = _mapped(celery_run["final"])
     assert len(mapped) == 2 * len(FORCES) * 3  # land + validate per force and dataset
@@ -278,6 +291,6 @@ def test_no_row_was_lost_or_duplicated(celery_run, monkeypatch: pytest.MonkeyPat
     for dataset in ("incidents", "anpr_reads", "seizures"):
         manifest = ctx.zones.curated.read_json(f"dataset={dataset}/date={NIGHT}/_manifest.json")
         assert {f["status"] for f in manifest["forces"].values()} == {"published"}
-        assert manifest["run_id"] == RUN_ID
+        assert manifest["run_id"] == RUN_ID  # the scheduler's run published, not the CLI beside it
     landed = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "landed" and e["force"] == "norfolk"]
     assert {json.loads(e["detail"])["from"] for e in landed if e["dataset"] == "anpr_reads"} == {"sql"}

@@ -260,3 +260,55 @@ def test_version_and_help() -> None:
     assert version.returncode == 0 and version.stdout.startswith("xforce ")
     helped = subprocess.run([XFORCE, "run", "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "example:" in helped.stdout and "--json" in helped.stdout
+
+
+# ---------------------------------------------------------------------------------- two at once
+def test_two_runs_of_one_night_at_once_one_publishes_the_other_refuses(tmp_path: Path) -> None:
+    """Two ``xforce run`` of one night started together on a fresh install (one data folder, one
+    Airflow home): the race is decided by the night's lease in the ledger, taken before any Airflow
+    work; exactly one publishes, the other exits 1 at once saying who holds the night."""
+    from xforce.context import Context
+
+    env = _env(tmp_path)
+    gen = xforce(env, "generate", "--date", NIGHT, "--out", str(tmp_path / "data" / "landing"), "--forces", FORCE)
+    assert gen.returncode == 0, gen.stderr
+    runs = [
+        subprocess.Popen(
+            [XFORCE, "run", "--date", NIGHT, "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    done = [(p.wait(timeout=900), *p.communicate()) for p in runs]
+    codes = sorted(code for code, _, _ in done)
+    assert codes == [0, 1], [(c, err[-2000:]) for c, _, err in done]
+    (won,) = [json.loads(out) for code, out, _ in done if code == 0]
+    (_, _, refused) = next(d for d in done if d[0] == 1)
+    lines = [ln for ln in refused.splitlines() if ln.startswith("xforce run:")]
+    assert len(lines) == 1 and f"night {NIGHT} is being run by" in lines[0], refused[-3000:]
+    assert "Traceback" not in refused
+    old = {k: os.environ.get(k) for k in ("XFORCE_DATA_DIR", "XFORCE_CONFIG_DIR")}
+    os.environ.update({k: env[k] for k in old})
+    try:
+        ctx = Context.from_env()
+        for dataset in ("incidents", "anpr_reads", "seizures"):
+            row = ctx.ledger.get(NIGHT, FORCE, dataset)
+            assert row is not None and row["status"] == "published", (dataset, row)
+            assert row["rows_in"] == row["rows_published"] + row["rows_quarantined"] > 0
+            manifest = ctx.zones.curated.read_json(f"dataset={dataset}/date={NIGHT}/_manifest.json")
+            assert (
+                manifest["state"] == "published"
+                and manifest["forces"][FORCE]["rows_published"] == row["rows_published"]
+            )
+        assert won["statuses"]["published"] == 3
+        busy = [e for e in ctx.ledger.events(NIGHT) if e["event"] == "night_busy"]
+        assert busy and {e["run_id"] for e in busy}.isdisjoint({manifest["run_id"]})
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

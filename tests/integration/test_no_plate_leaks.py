@@ -1,10 +1,14 @@
 """No clear plate outside the restricted zones after a full night through Airflow.
 
-Runs ``xforce run`` on a small generated night, then scans every file and table the run wrote
-outside landing, raw and restricted (curated, quarantine, staging, docs, the ledger DB, the
-Airflow home with its metadata DB, XCom and task logs, and the run's own output) for every plate
-the generator emitted, as written and normalised. The same scanner must find those plates
-where they are allowed (landing, raw, the token map), so a silent scanner cannot pass.
+Runs ``xforce run`` on a small generated night made hostile (:func:`make_hostile`): a CSV with
+CR-only line endings, a CSV without its header line (the first line is a record), a header cell
+and a JSON key shaped like plates, ragged and unparseable lines, and every plate shape the plate
+check accepts (dateless, Northern Irish, prefix, suffix, spaced, lower case) and malformed ones.
+Then scans every file and table the run wrote outside landing, raw and restricted (curated,
+quarantine, staging, docs, the ledger DB, the Airflow home with its metadata DB, XCom and task
+logs, and the run's own output) for every plate the generator and the hostile files emitted, as
+written and normalised. The same scanner must find those plates where they are allowed (landing,
+raw, the token map), so a silent scanner cannot pass.
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def plates_in_landing(landing: Path, night: str) -> Needles:
                 data = path.read_bytes()
                 if contract.compression == "gzip":
                     data = gzip.decompress(data)
-                text = data.decode(contract.encoding)
+                text = data.decode(contract.encoding).replace("\r\n", "\n").replace("\r", "\n")  # CR-only too
                 if contract.format == "csv":
                     for row in csv.DictReader(io.StringIO(text), delimiter=contract.delimiter):
                         if row.get(source):
@@ -162,12 +166,80 @@ def plates_in_landing(landing: Path, night: str) -> Needles:
     return needles
 
 
+# ------------------------------------------------------------------------- the hostile night
+#: Every shape the plate check accepts, as a force may write it, and malformed values. Distinctive
+#: (Q, Z, X), so that nothing else the run writes holds them by chance.
+HOSTILE_PLATES = (
+    "QZX4821",  # dateless, letters first (ABZ1234)
+    "qzx 4822",  # the same, lower case and spaced
+    "4821QZ",  # dateless, digits first (1234AB)
+    "4823 QZ",
+    "QIA 7461",  # Northern Irish (NIA 7777)
+    "QIA7462",
+    "Q123XYZ",  # prefix
+    "Q124 XYZ",
+    "XYZ123Q",  # suffix
+    "QX51 VRZ",  # current, spaced
+    "qx52vrz",  # current, lower case
+    "1Q2Z3X4W",  # malformed: letters and digits mixed, plate length
+    "9Z8Y7X6W",
+)
+#: A header cell and a JSON key shaped like plates: a drift report must not name them.
+HOSTILE_NAMES = ("QZX4825", "Q125XYZ")
+
+
+def _csv_rows(path: Path, delimiter: str, plates: tuple[str, ...], tag: str) -> tuple[str, list[str], list[str]]:
+    """The file's header, its rows, and one new row per plate (a copy of its first row with its own id)."""
+    header, *rows = [r for r in path.read_text(encoding="utf-8").split("\n") if r]
+    cells = rows[0].split(delimiter)
+    extra = []
+    for i, plate in enumerate(plates):
+        cells[0] = f'"{tag}-{i:04d}"'
+        cells[-1] = f'"{plate}"'  # the plate is the last column of every CSV contract's ANPR reads
+        extra.append(delimiter.join(cells))
+    return header, rows, extra
+
+
+def make_hostile(landing: Path, night: str) -> set[str]:
+    """Rewrite four ANPR extracts of the generated night; returns the plates of the rewritten CSV
+    rows (a file without its header line is not read by ``plates_in_landing``)."""
+    anpr = "anpr_reads"
+    plates: set[str] = set()
+    # Norfolk: CR-only line endings: read naively, the whole file would be its header.
+    path = landing / "norfolk" / anpr / night / "anpr_reads.csv"
+    header, rows, extra = _csv_rows(path, ",", HOSTILE_PLATES, "NFK-H")
+    path.write_bytes("\r".join([header, *extra, *rows]).encode() + b"\r")
+    # Suffolk: no header line: its first line is a record with a plate.
+    path = landing / "suffolk" / anpr / night / "anpr_reads.csv"
+    header, rows, extra = _csv_rows(path, ",", HOSTILE_PLATES, "SFK-H")
+    path.write_text("\n".join([*extra, *rows]) + "\n", encoding="utf-8")
+    plates.update(r.split(",")[-1].strip('"') for r in rows)
+    # Essex: a plate-shaped header cell (a new column), every plate shape in rows, a ragged row and
+    # an unbalanced quote, each with a plate.
+    path = landing / "essex" / anpr / night / "anpr_reads.csv"
+    header, rows, extra = _csv_rows(path, ";", HOSTILE_PLATES, "ESX-H")
+    bad = [f'"ESX-B-1";"{HOSTILE_PLATES[0]}";"x"', f'"ESX-B-2";"27/11/2026 01:00:00";"{HOSTILE_PLATES[4]}']
+    lines = [f'{header};"{HOSTILE_NAMES[0]}"', *(f'{r};"n"' for r in [*rows, *extra]), *bad]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Cambridgeshire (JSON Lines, gzip): every plate shape, a plate-shaped key, an unparseable line.
+    path = landing / "cambridgeshire" / anpr / night / "anpr_reads.jsonl.gz"
+    records = [r for r in gzip.decompress(path.read_bytes()).decode("utf-8").split("\n") if r]
+    first = json.loads(records[0])
+    for i, plate in enumerate(HOSTILE_PLATES):
+        records.append(json.dumps({**first, "ref": f"CAMBS/H/{i:04d}", "plate": plate}))
+    records.append(json.dumps({**first, "ref": "CAMBS/H/KEY", HOSTILE_NAMES[1]: "1"}))
+    records.append('{"ref": "CAMBS/H/BAD", "plate": "' + HOSTILE_PLATES[2] + '", ')
+    path.write_bytes(gzip.compress(("\n".join(records) + "\n").encode("utf-8")))
+    return {p for p in plates if p}
+
+
 # ------------------------------------------------------------------------------- the night
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("leaks")
     data, home = base / "data", base / "airflow_home"
     generate_night(date.fromisoformat(NIGHT), data / "landing", anpr_reads=40, seed=11)
+    hostile = make_hostile(data / "landing", NIGHT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XFORCE_", "AIRFLOW"))}
     env["XFORCE_SETTLE_SECONDS"] = "0"  # files the test writes are landed at once
     env.update(
@@ -180,7 +252,10 @@ def night(tmp_path_factory: pytest.TempPathFactory):
     )
     run = subprocess.run([XFORCE, "run", "--date", NIGHT], env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return {"data": data, "home": home, "env": env, "run": run, "needles": plates_in_landing(data / "landing", NIGHT)}
+    needles = plates_in_landing(data / "landing", NIGHT)
+    for plate in (*HOSTILE_PLATES, *HOSTILE_NAMES, *hostile):
+        needles.add(plate)
+    return {"data": data, "home": home, "env": env, "run": run, "needles": needles}
 
 
 def _curated_tokens(data: Path) -> set[str]:
@@ -210,6 +285,35 @@ def test_the_scanner_finds_plates_where_they_are_allowed(night) -> None:
     assert in_map == {n for n in needles.all() if n in plates} and len(in_map) > 100
 
 
+def test_the_hostile_extracts_were_read_as_intended(night) -> None:
+    """The hostile files did reach the echoes the scan looks at: refused whole with a message that
+    says why by length and hash, and drift reports that describe the plate-shaped names."""
+    con = sqlite3.connect(night["data"] / "ledger.sqlite")
+    try:
+        rows = {
+            f: (status, error or "")
+            for f, status, error in con.execute(
+                "SELECT force, status, error FROM xforce_extracts WHERE night = ? AND dataset = 'anpr_reads'", (NIGHT,)
+            )
+        }
+        drift = [
+            json.loads(d)
+            for (d,) in con.execute(
+                "SELECT detail FROM xforce_events WHERE night = ? AND event = 'schema_drift' AND dataset = 'anpr_reads'"
+                " AND force IN ('essex', 'cambridgeshire')",
+                (NIGHT,),
+            )
+        ]
+    finally:
+        con.close()
+    assert rows["norfolk"][0] == "quarantined" and "CR-only line endings" in rows["norfolk"][1]
+    assert re.search(r"<len \d+, sha-256 [0-9a-f]{12}>", rows["norfolk"][1])
+    assert rows["suffolk"][0] == "quarantined" and "no header line?), names withheld" in rows["suffolk"][1]
+    assert rows["essex"][0] == rows["cambridgeshire"][0] == "published"
+    added = [a for d in drift for a in d["added"]]
+    assert len(added) >= 2 and all(re.fullmatch(r"column \d+ <len 7, sha-256 [0-9a-f]{12}>", a) for a in added)
+
+
 def test_the_scanner_reads_every_kind_of_file(tmp_path: Path) -> None:
     needles = Needles()
     for plate in ("AB12CDE", "xy34 fgh", "AB-12-CDE-FG!"):
@@ -228,6 +332,10 @@ def test_the_scanner_reads_every_kind_of_file(tmp_path: Path) -> None:
 
 def test_reidentify_round_trip_and_audit(night) -> None:
     data, env = night["data"], night["env"]
+    # The night's data folder is under /tmp, where a ledger does not last and re-identification is
+    # refused (docs/privacy.md): the system's temporary folder is moved beside it instead.
+    (systemp := data.parent / "systemp").mkdir(exist_ok=True)
+    env = {**env, "TMPDIR": str(systemp)}
     token = sorted(_curated_tokens(data))[0]
     args = ["--purpose", "Op Lepus follow-up, log 2026/117", "--requested-by", "DS Patel"]
     got = subprocess.run([XFORCE, "reidentify", "--token", token, *args], env=env, capture_output=True, text=True)
@@ -264,4 +372,8 @@ def test_no_plate_outside_the_restricted_zones(night) -> None:
     con.close()
     # the task logs: in the run's log file under the data folder (scanned above), not on the console
     logs = sorted((data / "logs").glob("xforce-run-*.log"))
-    assert logs and any("validate_extract" in p.read_text(encoding="utf-8", errors="replace") for p in logs)
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in logs)
+    assert "validate_extract" in text
+    # ... and they hold each extract's summary (counts, reasons, expectations met), which was scanned too
+    assert re.search(r"kent/anpr_reads \S+: \w+; received \d+, published \d+, quarantined \d+", text)
+    assert "Great Expectations, row-level suite:" in text and "quarantined by reason:" in text

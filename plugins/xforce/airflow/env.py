@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xforce.settings import PROJECT_ROOT, Settings
+from xforce.settings import RUNTIME_ROOT, Settings, default_key_file
 
 #: Telemetry off everywhere: there is no network, and police data never phones home.
 NO_TELEMETRY = {
@@ -23,7 +23,8 @@ NO_TELEMETRY = {
 def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for running Airflow on embedded defaults (SQLite, local folders).
 
-    ``AIRFLOW_HOME`` is honoured when set; otherwise Airflow lives in ``<data dir>/airflow``.
+    ``AIRFLOW_HOME`` is honoured when set; otherwise Airflow lives in ``<data dir>/airflow``. The DAGs
+    and plugins folders are the package's (:data:`xforce.settings.RUNTIME_ROOT`) unless set.
     Values already present in ``base`` (e.g. a PostgreSQL ``SQL_ALCHEMY_CONN``) win.
     """
     env = dict(os.environ if base is None else base)
@@ -31,8 +32,8 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     Path(home).mkdir(parents=True, exist_ok=True)
     defaults = {
         "AIRFLOW_HOME": home,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(RUNTIME_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(RUNTIME_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
@@ -46,4 +47,22 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         env.setdefault(key, value)
     for key, value in NO_TELEMETRY.items():
         env[key] = value
+    key_file = plate_key_file(settings, env)
+    if key_file:
+        env["XFORCE_HMAC_KEY_FILE"] = key_file
     return env
+
+
+def plate_key_file(settings: Settings, env: dict[str, str]) -> str | None:
+    """The plate key file every Airflow process is given, absolute (``XFORCE_HMAC_KEY_FILE``).
+
+    The one ``env`` names (made absolute: a scheduler or worker may start in another folder), else the
+    development key ``<data dir>/secrets/hmac.key`` when it exists, so a scheduler or worker started
+    with this environment finds the key ``make run`` made. None otherwise: the key then comes from
+    ``XFORCE_HMAC_KEY`` or the Connection ``xforce_hmac_key`` (:func:`xforce.settings.hmac_key`).
+    """
+    named = (env.get("XFORCE_HMAC_KEY_FILE") or "").strip()
+    if named:
+        return os.path.abspath(named)
+    default = default_key_file(settings.data_dir)
+    return default if os.path.exists(default) else None

@@ -97,7 +97,8 @@ def land_extract(
         raw_rel = layout.raw_file(force, dataset, night, sha, name)
         if not raw.exists(raw_rel):
             raw.copy_from(landing, info.path, raw_rel, etag=info.etag, metadata={"sha256": sha})
-        files.append({"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel})
+        entry = {"name": name, "sha256": sha, "bytes": info.size, "raw": raw_rel}
+        files.append({**entry, "mtime": _when(info.mtime)} if info.mtime is not None else entry)
         if info.mtime is not None:
             delivered = max(delivered or 0.0, info.mtime)
     for p in problems:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from xforce.errors import NightBusyError
+
 if TYPE_CHECKING:
     from xforce.context import Context
 
@@ -21,5 +23,10 @@ def lease_seconds() -> int:
 
 
 def hold_night(ctx: Context, night: str, run_id: str) -> None:
-    """Take or renew the night for this run (:class:`~xforce.errors.NightBusyError` if another holds it)."""
-    ctx.ledger.acquire_lease(night, run_id, lease_seconds())
+    """Take or renew the night for this run (:class:`~xforce.errors.NightBusyError` if another holds it;
+    the refusal is recorded as a ``night_busy`` event of the refused run)."""
+    try:
+        ctx.ledger.acquire_lease(night, run_id, lease_seconds())
+    except NightBusyError as exc:
+        ctx.ledger.event("night_busy", night=night, detail=str(exc), run_id=run_id)
+        raise

@@ -31,7 +31,6 @@ from xforce.quality import gxworker
 from xforce.quality.checks import ExtractTally, judge_extract
 from xforce.quality.validate import Verdict, validate
 from xforce.schemas import TOKEN_COLUMN
-from xforce.settings import hmac_key
 from xforce.store.incidents import IncidentIndex
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
     gxworker.start()  # (already running, unless this is the process's first extract)
     raw, staging = ctx.zones.raw, ctx.zones.staging
     writers = StagedWriters(staging, run_id, dataset, night, force)
-    state = _ExtractState(ctx, force, writers, *hmac_key())
+    state = _ExtractState(ctx, force, writers, *ctx.plate_key())  # the key its version was first used with
     if dataset == "seizures":
         state.incidents = IncidentIndex(staging, ctx.zones.curated, run_id, force, night)
     reasons = state.reasons
@@ -91,8 +90,9 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
     accounting: list[str] = []  # files whose records were not all accounted for
     refused_whole: str | None = None  # an intake limit hit after records were read
     try:
-        for f in ref["files"]:
+        for f in newest_first(ref["files"]):
             report = state.quality.track(ReadReport(contract))
+            state.file_seen = SeenIds() if len(ref["files"]) > 1 else None  # a correction beside the original
             state.plates = PlateTokens(state.key)  # a file's token map is filed under its raw copy
             pending: _Batch | None = None  # one batch in validation while the next is prepared
             refused = False
@@ -115,6 +115,8 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
                     _finish_batch(state, pending)
             finally:
                 _remember(state, f["raw"])  # every token written so far can be re-identified
+                if state.file_seen is not None:
+                    state.file_seen.close()
             if report.warning:
                 warnings.append(f"{f['name']}: {report.warning}")
             if not refused:
@@ -169,6 +171,16 @@ def process_extract(ctx: Context, ref: dict[str, Any], run_id: str) -> Outcome:
     return outcome
 
 
+def newest_first(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A delivery's files in the order they are read: the newest first (landing write time, then name).
+
+    A delivery is the set of files in the night folder. When a record id appears in more than one
+    of them, the copy in the newest file publishes and older copies are quarantined as ``corrected``;
+    within one file the first copy publishes and later ones are ``duplicate_id``. A file whose write
+    time was not recorded (a ledger from before it was) sorts by name alone."""
+    return sorted(files, key=lambda f: (str(f.get("mtime") or ""), str(f["name"])), reverse=True)
+
+
 def _unaccounted(raw: Zone, file: dict[str, Any], report: ReadReport, registry: Registry) -> str | None:
     """Why the records read from ``file`` are not exactly those it holds (an independent count), or None."""
     try:
@@ -190,7 +202,8 @@ class _ExtractState:
     writers: StagedWriters
     key_version: str
     key: bytes
-    seen: SeenIds = field(default_factory=SeenIds)
+    seen: SeenIds = field(default_factory=SeenIds)  # ids of the whole delivery
+    file_seen: SeenIds | None = None  # ids of the file being read, when the delivery has several
     #: GX runs here, one batch at a time, while the main thread prepares the next batch
     validator: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="xforce-gx")
@@ -230,9 +243,18 @@ def _prepare_batch(
     if source.num_rows == 0:  # malformed rows only
         return _Batch(source, rejects, file)
     table = normalise(source, contract, state.force, file["name"], file["sha256"][:16])
-    table = table.append_column(
-        "_first_occurrence", state.seen.first_occurrences(table.column("source_id").combine_chunks())
-    )
+    ids = table.column("source_id").combine_chunks()
+    first_in_delivery = state.seen.first_occurrences(ids)
+    if state.file_seen is None:  # one file: a re-sent id is a duplicate
+        table = table.append_column("_first_occurrence", first_in_delivery)
+    else:  # files newest first: an id a newer file of the delivery holds is corrected there
+        first_in_file = state.file_seen.first_occurrences(ids)
+        table = table.append_column("_first_occurrence", first_in_file)
+        corrected = pc.and_(first_in_file, pc.invert(first_in_delivery))
+        if pc.any(corrected).as_py():
+            error = table.column("_error").combine_chunks()
+            error = pc.if_else(pc.and_(corrected, pc.is_null(error)), pa.scalar("corrected"), error)
+            table = table.set_column(table.column_names.index("_error"), "_error", error)
     if state.incidents is not None:
         table = table.append_column("_incident_known", state.incidents.known(table.column("incident_record_id")))
     if "plate" in table.column_names:  # tokenised once for the batch, before the split

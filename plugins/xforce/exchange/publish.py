@@ -223,8 +223,9 @@ def _record(ctx: Context, night: str, run_id: str, dataset: str, force: str, ent
 def _sweep_staging(ctx: Context, run_id: str) -> None:
     """Remove what runs that died left in staging (runs holding a live lease, or with a publish to
     complete, keep theirs)."""
-    keep = {layout.run_key(r) for r in ctx.ledger.live_lease_runs() | {run_id}}
-    keep |= {layout.run_key(str(p["run_id"])) for p in ctx.ledger.unfinished_publishes()}
+    from xforce.privacy.retention import running_runs
+
+    keep = running_runs(ctx.ledger) | {layout.run_key(run_id)}
     for folder in ctx.zones.staging.list_dirs(""):
         if folder not in keep:
             ctx.zones.staging.delete_dir(folder)

@@ -23,6 +23,9 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "seizures": ("source_id", "incident_ref", "timestamp", "item_type"),
 }
 
+#: What a contract may say about a time whose seconds are 60 (``timestamp.leap_second``).
+LEAP_SECOND_POLICIES = ("refuse", "clamp")
+
 
 @dataclass(frozen=True)
 class Region:
@@ -55,6 +58,9 @@ class DatasetContract:
     location_precision: str
     night_tolerance_hours: float
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: a time whose seconds are 60: ``refuse`` (the row is ``impossible_timestamp``) or ``clamp``
+    #: (read as 59.999999 seconds, the last instant of its minute)
+    leap_second: str = "refuse"
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -115,6 +121,12 @@ def _contract(family: str, dataset: str, doc: dict[str, Any], spec: dict[str, An
     if ("lat" in fields) == ("x" in fields) and ("lat" in fields or "x" in fields):
         raise ConfigError(f"contract {family}/{dataset} must map either lat/lon or x/y, not both")
     codes = {k: {str(a): str(b) for a, b in v.items()} for k, v in (doc.get("codes") or {}).items()}
+    leap_second = str(ts.get("leap_second", "refuse"))
+    if leap_second not in LEAP_SECOND_POLICIES:
+        raise ConfigError(
+            f"contract {family}/{dataset}: timestamp.leap_second must be one of "
+            f"{', '.join(LEAP_SECOND_POLICIES)}, not {leap_second!r}"
+        )
     header = doc.get("header")
     return DatasetContract(
         family=family,
@@ -136,6 +148,7 @@ def _contract(family: str, dataset: str, doc: dict[str, Any], spec: dict[str, An
         location_precision=str(coords.get("precision", "exact")),
         night_tolerance_hours=float(doc.get("night_tolerance_hours", 2)),
         codes=codes,
+        leap_second=leap_second,
     )
 
 

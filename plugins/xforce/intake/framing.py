@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xforce.errors import ExtractError
+from xforce.redaction import describe
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,8 +31,36 @@ if TYPE_CHECKING:
 
 #: The start of a marker line (a byte no extract's text holds), followed by the record number.
 MARK = "\x01xf:"
+#: The longest header line a CSV extract may have (no contract's header comes near it): a longer
+#: first line is no header (a record, or a file without line feeds) and refuses the file whole.
+MAX_HEADER_BYTES = 8 * 1024
 _CHUNK = 1 << 20
 _WHITESPACE = np.array([9, 10, 11, 12, 13, 32], dtype=np.uint8)
+
+
+def header_line(head: bytes) -> bytes:
+    """The header line of a CSV extract whose first bytes are ``head`` (without its line end).
+
+    A file whose first line is longer than :data:`MAX_HEADER_BYTES`, or holds a carriage return
+    before its end (CR-only line endings: the whole file would be one "header"), is refused whole
+    (:class:`ExtractError`); the message names the line by length and hash, never by content.
+    """
+    end = head.find(b"\n")
+    line = head if end < 0 else head[:end]
+    if (end < 0 and len(head) > MAX_HEADER_BYTES) or len(line) > MAX_HEADER_BYTES:
+        raise ExtractError(
+            f"refused whole: no line end in the first {MAX_HEADER_BYTES} bytes (a header is shorter): "
+            f"the first line is {'at least ' if end < 0 else ''}{describe(line)}"
+        )
+    line = line.removesuffix(b"\r")
+    cr = line.find(b"\r")
+    if cr >= 0:
+        raise ExtractError(
+            f"refused whole: carriage return at byte offset {cr} of the first line "
+            f"{describe(line)}: CR-only line endings are not read, "
+            "only LF or CRLF"
+        )
+    return line
 
 
 class CsvFramer:

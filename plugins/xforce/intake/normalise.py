@@ -8,6 +8,7 @@ validation step to judge against the contract's required fields.
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,35 @@ if TYPE_CHECKING:
 
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 _INTEGER = r"^\s*[-+]?\d{1,18}\s*$"  # beyond 18 digits an int64 may overflow: unparseable
+
+#: What a spreadsheet takes for the start of a formula when it opens a cell (OWASP's list): an id
+#: starting with one is refused (``bad_id``), and a cell of an export gets a quote before it.
+FORMULA_LEAD = "=+-@\t\r"
+_FORMULA = r"^[=+\-@\t\r]"
+_FORMULA_BYTES = np.frombuffer(FORMULA_LEAD.encode("ascii"), dtype=np.uint8)
+#: Ids and codes holding a non-ASCII character are also refused when a person would misread them:
+#: a control or format character (C0/C1 controls, bidi controls, zero-width characters, the BOM),
+#: a line or paragraph separator, a digit of another script, a full-width or mathematical letter
+#: (``ＮＦＫ``, ``𝐍𝐅𝐊``), or letters of two scripts in one value (a Cyrillic ``А`` among Latin letters;
+#: Greek with Cyrillic). Letters of Windows-1252 (``é``, ``ß``) are Latin and pass; so do symbols
+#: (``£``, ``µ``) and combining accents, which belong to no script of their own.
+_OTHER_LETTER = r"[^\P{L}\p{Latin}\p{Common}\p{Inherited}]"
+_ODD_ID = "|".join(
+    (
+        _FORMULA,
+        r"[\p{Cc}\p{Cf}\x{2028}\x{2029}]",
+        r"[^\P{Nd}0-9]",
+        r"[\x{FF00}-\x{FFEF}\x{1D400}-\x{1D7FF}]",
+        rf"\p{{Latin}}.*{_OTHER_LETTER}|{_OTHER_LETTER}.*\p{{Latin}}",
+        r"\p{Greek}.*\p{Cyrillic}|\p{Cyrillic}.*\p{Greek}",
+    )
+)
+#: A plain number: a spreadsheet reads it as the number it is, so an export leaves it alone.
+_PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+#: Source fields holding ids or codes of the force's own (the code lists' fields are mapped instead).
+ID_FIELDS = ("source_id", "camera_id", "incident_ref", "lsoa_code")
+#: A seconds field of 60 (a leap second), wherever the format puts it.
+_SIXTY = r"(^|\D)60(\D|$)"
 
 
 def _null_str(n: int) -> pa.Array:
@@ -64,6 +94,45 @@ def _per_distinct(col: pa.Array, fn: Any) -> pa.Array:
     return pc.take(fn(encoded.dictionary), encoded.indices)
 
 
+def odd_ids(col: pa.Array) -> pa.Array:
+    """True where an id or code would be misread by a person or a spreadsheet (null stays null).
+
+    A value starting with a formula character (:data:`FORMULA_LEAD`) or holding an ASCII control
+    character is odd; a value with a non-ASCII character is also odd by :data:`_ODD_ID`. Almost
+    every id is ASCII, so the Unicode expression runs on the few that are not.
+    """
+    ascii_ = pc.string_is_ascii(col)
+    odd = pc.or_(_formula_lead(col), pc.invert(pc.ascii_is_printable(col)))
+    unicode = pc.invert(pc.fill_null(ascii_, True))
+    if not pc.any(unicode).as_py():
+        return odd
+    return pc.replace_with_mask(odd, unicode, pc.match_substring_regex(col.filter(unicode), _ODD_ID))
+
+
+def _formula_lead(col: pa.Array) -> pa.Array:
+    """True where a value's first byte is a formula character (all ASCII), read from the offsets
+    and data buffers at once (a regex anchored at the start costs several times as much per row)."""
+    if len(col) == 0:
+        return pa.array([], pa.bool_())
+    buffers = col.buffers()
+    width: type[np.signedinteger[Any]] = np.int64 if pa.types.is_large_string(col.type) else np.int32
+    offsets = np.frombuffer(buffers[1], dtype=width)[col.offset : col.offset + len(col) + 1]
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts  # a null or empty value has no first byte
+    first = np.zeros(len(col), dtype=np.uint8)
+    first[nonempty] = data[starts[nonempty]]
+    return pa.array(np.isin(first, _FORMULA_BYTES))
+
+
+def formula_safe(text: str) -> str:
+    """``text`` as a cell of a CSV or TSV export: a quote before a leading formula character, so a
+    spreadsheet shows the text instead of running it (a plain number such as ``-3.5`` is left as it is)."""
+    if text and text[0] in FORMULA_LEAD and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def parse_times(col: pa.Array, contract: DatasetContract) -> pa.Array:
     """Strings -> ``timestamp[us, UTC]``; unparseable values become null."""
     return _per_distinct(col, functools.partial(_parse_times, contract=contract))
@@ -76,7 +145,7 @@ def _parse_times(col: pa.Array, contract: DatasetContract) -> pa.Array:
         # Anything beyond year 9999 cannot be a real time; null it before it overflows.
         ms = pc.if_else(pc.fill_null(pc.less(pc.abs(ms), 253402300799000), False), ms, pa.scalar(None, pa.int64()))
         return pc.cast(pc.multiply(ms, 1000), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    naive = _strict_strptime(col, fmt)
+    naive = _strict_strptime(col, fmt, contract.leap_second)
     if contract.timezone.upper() == "UTC":
         return pc.assume_timezone(naive, "UTC")
     nonexistent = {"shift_forward": "latest", "shift_backward": "earliest"}.get(
@@ -85,13 +154,41 @@ def _parse_times(col: pa.Array, contract: DatasetContract) -> pa.Array:
     return pc.assume_timezone(naive, contract.timezone, ambiguous=contract.ambiguous, nonexistent=nonexistent)
 
 
-def _strict_strptime(col: pa.Array, fmt: str) -> pa.Array:
-    """``strptime`` that refuses impossible calendar dates (Arrow rolls 31/02 over to 03/03).
-
-    A rolled-over date always lands on day 1-3 of the next month, so only those rows are
-    formatted back and compared with their text.
+def _strict_strptime(col: pa.Array, fmt: str, leap_second: str = "refuse") -> pa.Array:
+    """``strptime`` that refuses impossible calendar dates (Arrow rolls 31/02 over to 03/03) and
+    leap seconds unless ``leap_second`` is ``clamp`` (Arrow rolls 23:59:60 over to the next day's
+    00:00:00; clamped, it is 23:59:59.999999 of its own day).
     """
     naive = pc.strptime(col, format=fmt, unit="us", error_is_null=True)
+    leap = _leap_seconds(col, naive, fmt)
+    naive = _no_rollover(col, naive, fmt)
+    if leap is None:
+        return naive
+    if leap_second != "clamp":
+        return pc.if_else(leap, pa.scalar(None, naive.type), naive)
+    at_59 = pc.replace_substring_regex(col.filter(leap), _SIXTY, r"\159\2", max_replacements=1)
+    parsed = _no_rollover(at_59, pc.strptime(at_59, format=fmt, unit="us", error_is_null=True), fmt)
+    clamped = pc.add(parsed, pa.scalar(999_999, pa.duration("us")))
+    return pc.replace_with_mask(naive, leap, clamped)
+
+
+def _leap_seconds(col: pa.Array, naive: pa.Array, fmt: str) -> pa.Array | None:
+    """Where the text says second 60 (parsed, it rolled over to second 0 of the next minute);
+    ``None`` when there is none. Only values that parsed to second 0 are looked at."""
+    if "%S" not in fmt and "%T" not in fmt:
+        return None
+    zero = pc.fill_null(pc.equal(pc.second(naive), 0), False)
+    if not pc.any(zero).as_py():
+        return None
+    sixty = pc.fill_null(pc.match_substring_regex(col.filter(zero), _SIXTY), False)
+    if not pc.any(sixty).as_py():
+        return None
+    return pc.replace_with_mask(zero, zero, sixty)
+
+
+def _no_rollover(col: pa.Array, naive: pa.Array, fmt: str) -> pa.Array:
+    """``naive`` with rolled-over dates nulled. A rolled-over date always lands on day 1-3 of the
+    next month, so only those rows are formatted back and compared with their text."""
     suspect = pc.fill_null(pc.less_equal(pc.day(naive), 3), False)
     if not pc.any(suspect).as_py():
         return naive
@@ -153,6 +250,10 @@ def normalise(table: pa.Table, contract: DatasetContract, force: str, source_fil
     out["force_code"] = pa.repeat(pa.scalar(force, pa.string()), n)
     out["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), n)
     out["source_record"] = src["_record"]
+    for name in ID_FIELDS:  # ids and codes a person or a spreadsheet would misread
+        if name in src:
+            odd = odd_ids(src[name]) if name == "source_id" else _per_distinct(src[name], odd_ids)
+            error = _set_error(error, odd, "bad_id")
 
     times = parse_times(src.get("timestamp", _null_str(n)), contract)
     error = _set_error(error, _present_but_null(src.get("timestamp", _null_str(n)), times), "impossible_timestamp")

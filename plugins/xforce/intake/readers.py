@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from xforce.errors import ExtractError
-from xforce.intake.framing import MARK, CsvFramer, Truncated, gunzip_chunks
-from xforce.redaction import redact_text
+from xforce.intake.framing import MARK, CsvFramer, Truncated, gunzip_chunks, header_line
+from xforce.redaction import describe_error, describe_names
 
 if TYPE_CHECKING:
     from xforce.intake.contracts import DatasetContract, IntakeLimits, Registry
@@ -36,6 +36,8 @@ KEY_SAMPLE = 1000  # JSON Lines records whose key paths are collected (ReadRepor
 #: (2 MiB blocks: ~32 MB read ahead; 48 MiB blocks held ~770 MB), and ``_coalesce`` joins the
 #: blocks into batches of ``BATCH_ROWS``.
 CSV_BLOCK_BYTES = 2 << 20
+#: A UTF-8 byte-order mark: taken off the header line whatever the contract's encoding.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -61,6 +63,13 @@ class ReadReport:
     #: the file's own columns: its CSV header, or the key paths of its first JSON Lines records
     #: (``KEY_SAMPLE`` of them); compared with the contract for schema drift (xforce.quality.checks)
     columns: list[str] | None = None
+    #: values that read as multi-byte UTF-8 in a file whose contract says a single-byte encoding
+    #: (Windows-1252): per source column, counted (never the values); named in ``warning`` at the end
+    utf8_in_legacy: dict[str, int] = field(default_factory=dict)
+
+    def add_warning(self, text: str) -> None:
+        """``text`` after whatever the report already warns of."""
+        self.warning = text if not self.warning else f"{self.warning}; {text}"
 
 
 Opener = Callable[[], IO[bytes]]
@@ -90,7 +99,7 @@ def read_extract(
     rep = report if report is not None else ReadReport(contract)
     rep.contract = contract
     if contract.format == "csv":
-        batches = _read_csv(opener, contract, rep, head.split(b"\n", 1)[0], registry.intake)
+        batches = _read_csv(opener, contract, rep, header_line(head), registry.intake)
     elif contract.format == "jsonl":
         batches = _read_jsonl(opener, contract, rep, registry.intake)
     else:  # pragma: no cover - guarded by the contract loader's tests
@@ -206,30 +215,62 @@ def _longer_than(col: pa.Array, chars: int) -> pa.Array:
 
 def decode_column(arr: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray | None]:
     """Binary column -> string column; returns the bad-row mask (or None when all decoded)."""
-    if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
+    decoded = decode_text(arr, encoding)
+    return decoded.values, decoded.bad
+
+
+@dataclass
+class Decoded:
+    """A decoded column: its text, the rows that would not decode (or None), and how many values
+    of a single-byte encoding are also valid multi-byte UTF-8 (likely mojibake in the making)."""
+
+    values: pa.Array
+    bad: np.ndarray | None = None
+    utf8_like: int = 0
+
+
+_AS_BYTES = pc.CastOptions(pa.string(), allow_invalid_utf8=True)
+
+
+def is_utf8_encoding(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+def decode_text(arr: pa.Array, encoding: str) -> Decoded:
+    """Binary column -> :class:`Decoded`. ASCII is the same in every encoding the contracts use, so
+    only the non-ASCII values are decoded one by one (with ``encoding``)."""
+    utf8 = is_utf8_encoding(encoding)
+    if utf8:
         try:
-            return arr.cast(pa.string()), None
+            return Decoded(arr.cast(pa.string()))
         except pa.ArrowInvalid:
             pass
-    else:
-        try:
-            as_str = arr.cast(pa.string())
-            if pc.all(pc.or_kleene(pc.string_is_ascii(as_str), pc.is_null(as_str))).as_py() is not False:
-                return as_str, None
-        except pa.ArrowInvalid:
-            pass
+    as_text = pc.cast(arr, options=_AS_BYTES)  # the bytes as they are: only ASCII rows are kept
+    other = pc.invert(pc.fill_null(pc.string_is_ascii(as_text), True))
+    if not pc.any(other).as_py():
+        return Decoded(as_text)
     values: list[str | None] = []
-    bad = np.zeros(len(arr), dtype=bool)
-    for i, raw in enumerate(arr.to_pylist()):
-        if raw is None:
-            values.append(None)
-            continue
+    bad: list[bool] = []
+    utf8_like = 0
+    for raw in arr.filter(other).to_pylist():
+        if not utf8:
+            try:
+                raw.decode("utf-8")
+                utf8_like += 1  # non-ASCII and valid UTF-8: rarely what a Windows-1252 text is
+            except UnicodeDecodeError:
+                pass
         try:
             values.append(raw.decode(encoding))
+            bad.append(False)
         except UnicodeDecodeError:
             values.append(None)
-            bad[i] = True
-    return pa.array(values, pa.string()), (bad if bad.any() else None)
+            bad.append(True)
+    text = pc.replace_with_mask(as_text, other, pa.array(values, pa.string()))
+    mask: np.ndarray | None = None
+    if any(bad):
+        mask = np.zeros(len(arr), dtype=bool)
+        mask[np.flatnonzero(other.to_numpy(zero_copy_only=False))[np.asarray(bad)]] = True
+    return Decoded(text, mask, utf8_like)
 
 
 def _error_column(n: int, bad: np.ndarray | None, reason: str) -> pa.Array:
@@ -242,7 +283,8 @@ def _error_column(n: int, bad: np.ndarray | None, reason: str) -> pa.Array:
 def _read_csv(
     opener: Opener, contract: DatasetContract, report: ReadReport, header_line: bytes, limits: IntakeLimits
 ) -> Iterator[SourceBatch]:
-    names = _parse_header(header_line, contract)
+    bom = header_line.startswith(UTF8_BOM) and not is_utf8_encoding(contract.encoding)
+    names = _parse_header(header_line.removeprefix(UTF8_BOM), contract)
     report.columns = names
     with opener() as f:
         chunks = gunzip_chunks(f, contract.compression == "gzip", limits)
@@ -256,8 +298,8 @@ def _read_csv(
         if missing:
             raise ExtractError(
                 f"wrong header: missing required column(s) {', '.join(missing)}; "
-                # what was found is echoed redacted: a header-less file's "header" is a record (plates)
-                f"got {', '.join(repr(redact_text(n)) for n in names)}"
+                # what was found is described, never echoed: a header-less file's "header" is a record (plates)
+                f"got {describe_names(names, set(contract.fields.values()) | set(contract.header or ()))}"
             )
         pending: list[Reject] = []
 
@@ -280,7 +322,7 @@ def _read_csv(
             block = max(CSV_BLOCK_BYTES, 2 * limits.max_record_bytes + 1024)
             reader = _open_csv(framer, names, wanted, contract, on_invalid, block)
         except (pa.ArrowInvalid, OSError) as exc:  # the first block cannot be parsed at all
-            raise ExtractError(f"unreadable CSV: {exc}".splitlines()[0][:300]) from exc
+            raise ExtractError(f"unreadable CSV: {describe_error(exc)}") from None  # its text holds rows
         cursor = 1
         while True:
             try:
@@ -288,7 +330,7 @@ def _read_csv(
             except StopIteration:
                 break
             except (pa.ArrowInvalid, OSError, EOFError) as exc:
-                report.warning = f"file unreadable after record {cursor - 1}: {exc}"
+                report.warning = f"file unreadable after record {cursor - 1}: {describe_error(exc)}"
                 break
             rejects, pending[:] = list(pending), []
             n = batch.num_rows
@@ -301,7 +343,10 @@ def _read_csv(
             cols: dict[str, pa.Array] = {}
             bad_any: np.ndarray | None = None
             for canon, src in wanted.items():
-                col, bad = decode_column(batch.column(src), contract.encoding)
+                decoded = decode_text(batch.column(src), contract.encoding)
+                col, bad = decoded.values, decoded.bad
+                if decoded.utf8_like:
+                    report.utf8_in_legacy[src] = report.utf8_in_legacy.get(src, 0) + decoded.utf8_like
                 col = pc.if_else(_blank(col), pa.scalar(None, pa.string()), col)
                 cols[canon] = col
                 if bad is not None:
@@ -317,6 +362,14 @@ def _read_csv(
             yield SourceBatch(_empty(contract), list(pending))
         if framer.truncated and not report.warning:
             report.warning = f"{framer.truncated}; records after {framer.record} could not be read"
+        if bom:
+            report.add_warning(f"a UTF-8 byte-order mark opens this {contract.encoding} file: ignored")
+        if report.utf8_in_legacy:
+            counts = ", ".join(f"{src!r} {n}" for src, n in report.utf8_in_legacy.items())
+            report.add_warning(
+                f"values that read as UTF-8 in a {contract.encoding} file, published as the contract decodes "
+                f"them (mojibake if the force now sends UTF-8): {counts}"
+            )
 
 
 def _open_csv(
@@ -343,7 +396,7 @@ def _parse_header(line: bytes, contract: DatasetContract) -> list[str]:
     try:
         text = line.decode("utf-8-sig" if contract.encoding.lower().startswith("utf") else contract.encoding)
     except UnicodeDecodeError as exc:
-        raise ExtractError(f"header is not valid {contract.encoding}: {exc}") from exc
+        raise ExtractError(f"header is not valid {contract.encoding}: byte offset {exc.start}: {exc.reason}") from exc
     return [c.strip().strip('"') for c in text.rstrip("\r\n").split(contract.delimiter)]
 
 

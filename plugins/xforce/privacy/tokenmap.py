@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from xforce.errors import XforceError
-from xforce.privacy.tokens import tokenise
+from xforce.errors import KeyMismatchError, ReidentificationRefused, VolatileLedgerError, XforceError
+from xforce.privacy.tokens import claim_key_version, tokenise
+from xforce.redaction import describe
 from xforce.schemas import DATASETS, TOKEN_COLUMN
 from xforce.store import layout
 from xforce.store.connections import open_zone
 from xforce.store.layout import TOKEN_MAP, check_key_version, map_dir, raw_partition
+from xforce.store.ledger import volatility
 from xforce.store.zones import PARQUET_OPTIONS, Zone, safe_relpath
 
 if TYPE_CHECKING:
@@ -50,10 +53,22 @@ _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 
 #: Outcomes of a re-identification request, as written to the audit table.
 DISCLOSED, UNKNOWN_TOKEN, MALFORMED_TOKEN, REFUSED = "disclosed", "unknown_token", "malformed_token", "refused"
+#: The token map could not be read (the error is raised after the request is audited).
+LOOKUP_FAILED = "lookup_failed"
+#: The fewest letters a purpose and a requester must hold once normalised (docs/privacy.md).
+MIN_PURPOSE_LETTERS, MIN_REQUESTER_LETTERS = 3, 2
+#: The longest purpose and requester kept (the audit table's columns).
+MAX_PURPOSE_CHARS, MAX_REQUESTER_CHARS = 2000, 200
 
 
 def _zone(z: Zone | str) -> Zone:
     return z if isinstance(z, Zone) else open_zone(z)
+
+
+def _restricted(z: Zone | str) -> Zone:
+    """The restricted zone: what it writes locally is private to the service account (0600 files, 0700 folders)."""
+    zone = z if isinstance(z, Zone) else open_zone(z, private=True)
+    return zone if zone.private else zone.as_private()
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -80,7 +95,7 @@ def write_map(
     tag: str = "",
 ) -> str | None:
     """Store the distinct (token, plate) pairs given; returns the file written (None if no plates)."""
-    zone = _zone(restricted)
+    zone = _restricted(restricted)
     pairs = pa.table({"token": tokens, "plate": plates})
     pairs = pairs.filter(pc.and_(pc.is_valid(pairs.column("token")), pc.is_valid(pairs.column("plate"))))
     if pairs.num_rows == 0:
@@ -129,13 +144,13 @@ def _map_dataset(zone: Zone, rel: str) -> pads.Dataset | None:
 
 def map_versions(restricted: Zone | str) -> list[str]:
     """Key versions that have a token map."""
-    zone = _zone(restricted)
+    zone = _restricted(restricted)
     return [d.split("=", 1)[1] for d in zone.list_dirs(TOKEN_MAP) if d.startswith("key_version=")]
 
 
 def lookup(restricted: Zone | str, token: str) -> tuple[str, str] | None:
     """(plate, key_version) of a token, or None. No audit: call :func:`reidentify` for people."""
-    zone = _zone(restricted)
+    zone = _restricted(restricted)
     data = _map_dataset(zone, TOKEN_MAP)
     if data is None:
         return None
@@ -165,28 +180,84 @@ class Disclosure:
     audit_id: str
 
 
+def normalise_text(text: str | None) -> str:
+    """``text`` as audited: NFKC; control characters become spaces; format characters (zero-width
+    spaces and joiners, direction marks, soft hyphens: Unicode category Cf) are removed; runs of
+    white space become one space; none at the ends."""
+    out = []
+    for ch in unicodedata.normalize("NFKC", text or ""):
+        category = unicodedata.category(ch)
+        if category == "Cf":
+            continue
+        out.append(" " if category in ("Cc", "Zl", "Zp") or ch.isspace() else ch)
+    return " ".join("".join(out).split())
+
+
+def _letters(text: str) -> int:
+    return sum(1 for ch in text if unicodedata.category(ch).startswith("L"))
+
+
+def _refusal(purpose: str, requested_by: str) -> str | None:
+    """Why the normalised purpose or requester is refused, or None."""
+    for what, value, least, most in (
+        ("the purpose (--purpose)", purpose, MIN_PURPOSE_LETTERS, MAX_PURPOSE_CHARS),
+        ("the name of the person asking (--requested-by)", requested_by, MIN_REQUESTER_LETTERS, MAX_REQUESTER_CHARS),
+    ):
+        if _letters(value) < least:
+            return (
+                f"{what} must hold at least {least} letters once invisible characters are removed ({describe(value)})"
+            )
+        if len(value) > most:
+            return f"{what} is longer than {most} characters ({describe(value)})"
+    return None
+
+
+def check_durable(ledger: Ledger) -> None:
+    """Refuse a ledger whose audit rows would vanish (:func:`xforce.store.ledger.volatility`)."""
+    why = volatility(ledger.url)
+    if why:
+        raise VolatileLedgerError(
+            f"re-identification refused: the ledger (XFORCE_LEDGER_URL) is {why}, so its audit would not last; "
+            "use PostgreSQL or a SQLite file on persistent storage"
+        )
+
+
 def reidentify(restricted: Zone | str, ledger: Ledger, token: str, *, purpose: str, requested_by: str) -> Disclosure:
     """The plate behind a token, for a stated purpose. Every request is audited, refused ones too.
 
-    The audit row is written before the plate is returned: no audit, no disclosure.
+    In this order: a ledger that would not last is refused (:class:`VolatileLedgerError`, nothing
+    audited: there is nowhere lasting to audit it); purpose and requester are normalised
+    (:func:`normalise_text`) and refused with too few letters (:class:`ReidentificationRefused`,
+    audited); then the map is read. The audit row of the outcome is committed before the plate is
+    returned (no audit, no plate); a map that cannot be read is audited as ``lookup_failed``.
     """
-    purpose, requested_by = (purpose or "").strip(), (requested_by or "").strip()
+    check_durable(ledger)
+    purpose, requested_by = normalise_text(purpose), normalise_text(requested_by)
     given = (token or "").strip().lower()
     # Only a well-formed token is stored: a clear plate typed by mistake must not land in the ledger.
     stored = given if _TOKEN.match(given) else None
     os_user = _os_user()
-    if not purpose or not requested_by:
+    if why := _refusal(purpose, requested_by):
         ledger.audit_reidentification(
-            requested_by=requested_by, os_user=os_user, purpose=purpose, token=stored, outcome=REFUSED
+            requested_by=requested_by[:MAX_REQUESTER_CHARS],
+            os_user=os_user,
+            purpose=purpose[:MAX_PURPOSE_CHARS],
+            token=stored,
+            outcome=REFUSED,
         )
-        missing = "a purpose" if not purpose else "the name of the person asking (--requested-by)"
-        raise XforceError(f"re-identification refused: {missing} is required; the refusal is audited")
+        raise ReidentificationRefused(f"re-identification refused: {why}; the refusal is audited")
     if stored is None:
         ledger.audit_reidentification(
             requested_by=requested_by, os_user=os_user, purpose=purpose, token=None, outcome=MALFORMED_TOKEN
         )
         raise XforceError("not a plate token (64 lower-case hex characters); the request is audited")
-    hit = lookup(restricted, stored)
+    try:
+        hit = lookup(restricted, stored)
+    except Exception:
+        ledger.audit_reidentification(
+            requested_by=requested_by, os_user=os_user, purpose=purpose, token=stored, outcome=LOOKUP_FAILED
+        )
+        raise
     if hit is None:
         ledger.audit_reidentification(
             requested_by=requested_by, os_user=os_user, purpose=purpose, token=stored, outcome=UNKNOWN_TOKEN
@@ -242,13 +313,13 @@ def check_key(restricted: Zone | str, key_version: str, key: bytes) -> None:
     A version label must name exactly one key: two keys under one label would make equal
     plates look different (and different plates look unrelated) without anyone noticing.
     """
-    zone = _zone(restricted)
+    zone = _restricted(restricted)
     data = _map_dataset(zone, map_dir(key_version))
     if data is None:
         return
     sample = data.head(1, columns=["token", "plate"])
     if sample.num_rows and tokenise(sample.column("plate"), key)[0].as_py() != sample.column("token")[0].as_py():
-        raise XforceError(
+        raise KeyMismatchError(
             f"the configured key is not the key of version {key_version!r}: "
             "give a new key a new version (XFORCE_HMAC_KEY_VERSION or the Connection's extra)"
         )
@@ -272,8 +343,9 @@ def rotate_key(
     deleted, after which old tokens cannot be re-identified any more.
     """
     check_key_version(new_version)
-    restricted = _zone(zones["restricted"])
+    restricted = _restricted(zones["restricted"])
     check_key(restricted, new_version, new_key)
+    claim_key_version(ledger, new_version, new_key)  # the new version's fingerprint, before any token
     report = RotationReport(new_version)
     old_versions: set[str] = set()
     for zone_name in ("curated", "quarantine"):

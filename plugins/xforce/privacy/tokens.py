@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import threading
+import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from xforce.errors import KeyMismatchError
 from xforce.hashing import hash64, lookup_sorted, stable_order
+from xforce.store.layout import check_key_version
+
+if TYPE_CHECKING:
+    from xforce.store.ledger import Ledger
 
 DIGEST = pa.binary(32)
+#: What a key's fingerprint is the HMAC of: lower case and spaced, so never a normalised plate's token.
+FINGERPRINT_MESSAGE = b"xforce key fingerprint v1"
+#: A fingerprint is this many hex characters of that HMAC (64 bits).
+FINGERPRINT_CHARS = 16
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 #: byte -> its two hex characters, as the uint16 whose memory holds them in order
 _HEX_PAIRS = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1).copy().view(np.uint16).ravel()
@@ -223,3 +236,47 @@ class PlateTokens:
             digests = self._digests.view().reshape(-1, 32)[again].ravel()
             self._start(self.plates.take(pa.array(again)), digests, self._hashes.view()[again])
         return pairs
+
+
+# ------------------------------------------------------------------------------ one key per version
+def key_fingerprint(key: bytes) -> str:
+    """The key's public name: the first 16 hex characters of ``HMAC-SHA256(key, "xforce key fingerprint v1")``.
+
+    Says whether two keys are the same without revealing either (it is no plate's token: the
+    message is not a normalised plate)."""
+    return hmac.new(key, FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:FINGERPRINT_CHARS]
+
+
+_CLAIMED: weakref.WeakKeyDictionary[Ledger, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_CLAIM_LOCK = threading.Lock()
+
+
+def claim_key_version(ledger: Ledger, version: str, key: bytes) -> str:
+    """The key's fingerprint, recorded in the ledger for ``version`` on its first use; a different key
+    under a version the ledger knows is refused (:class:`~xforce.errors.KeyMismatchError`).
+
+    A version label names one key for ever: under another key the same plates get other tokens, and
+    nights stop joining without anyone noticing. Asked of the ledger once per process per ledger,
+    version and key."""
+    check_key_version(version)
+    fingerprint = key_fingerprint(key)
+    with _CLAIM_LOCK:
+        if (version, fingerprint) in _CLAIMED.get(ledger, ()):
+            return fingerprint
+    known = ledger.claim_key_version(version, fingerprint)
+    if known["fingerprint"] != fingerprint:
+        raise KeyMismatchError(
+            f"the configured key (fingerprint {fingerprint}) is not the key of version {version!r} "
+            f"(fingerprint {known['fingerprint']}, first used {known['first_seen_at']} UTC): tokens under one "
+            f"version must come from one key. Configure the key of {version!r} again, or give the new key a new "
+            f"version (XFORCE_HMAC_KEY_VERSION={_next_version(version)}, or the Connection's extra) and run "
+            "`xforce rotate-key`"
+        )
+    with _CLAIM_LOCK:
+        _CLAIMED.setdefault(ledger, set()).add((version, fingerprint))
+    return fingerprint
+
+
+def _next_version(version: str) -> str:
+    m = re.fullmatch(r"(.*?)(\d+)", version)
+    return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{version}-2"

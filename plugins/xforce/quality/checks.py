@@ -87,6 +87,11 @@ def judge_extract(
             # unreadable already: say which columns drifted, before the reader's own message
             outcome.errors.insert(0, "; ".join(_table_message(t, drift) for t in critical if t["policy"]))
     outcome.warnings += warnings
+    row_level = tally.outcomes.values()
+    outcome.suite = {
+        "row": (sum(1 for bad, _ in row_level if not bad), len(row_level)),
+        "table": (len(table) - len(failed), len(table)),
+    }
     if any(drift.metrics().values()):
         ctx.ledger.event(
             "schema_drift",

@@ -1,7 +1,9 @@
 """Schema drift: a file's own columns (CSV header, or the key paths of the first JSON Lines records)
 against the force's contract: added, dropped, renamed (a dropped and an added column that look
 alike) and retyped columns (a column whose present values mostly fail to parse as the contract
-says). Reported by name, never by value."""
+says). Reported by name, never by value: a file's own column that is not a column of the contract
+is named only when it is a safe identifier (``xforce.redaction.is_safe_name``), otherwise by its
+position, length and hash (``column 3 <len 7, sha-256 …>``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from xforce.redaction import redact_text
+from xforce.redaction import describe_name, is_safe_name
 
 if TYPE_CHECKING:
     from xforce.intake.contracts import DatasetContract
@@ -46,7 +48,7 @@ class Drift:
             lines.append((kind, f"missing column {d['column']!r} (field {d['field']}, {_req(d)} column)"))
         for d in self.renamed:
             kind = "missing_required" if d["required"] else "missing_optional"
-            lines.append((kind, f"renamed {d['column']!r} -> {d['to']!r} (field {d['field']}, {_req(d)} column)"))
+            lines.append((kind, f"renamed {d['column']!r} -> {_shown(d['to'])} (field {d['field']}, {_req(d)} column)"))
         for d in self.retyped:
             kind = "retyped_required" if d["required"] else "retyped_optional"
             lines.append(
@@ -57,7 +59,7 @@ class Drift:
                 )
             )
         if self.added:
-            lines.append(("extra_column", "new column(s) " + ", ".join(repr(a) for a in self.added)))
+            lines.append(("extra_column", "new column(s) " + ", ".join(_shown(a) for a in self.added)))
         if self.withheld:
             lines.append(("extra_column", f"{self.withheld} unknown column(s), names withheld (no header line?)"))
         return [text for kind, text in lines if policy is None or kind == policy]
@@ -71,6 +73,17 @@ class Drift:
             "retyped": self.retyped,
             "withheld": self.withheld,
         }
+
+
+def _keep(name: str, position: int) -> str:
+    """A file's own column as the drift report keeps it: the name when it is safe to show, else
+    its position, length and hash."""
+    return name if is_safe_name(name) else describe_name(name, position=position)
+
+
+def _shown(name: str) -> str:
+    """A name as ``detect_drift`` kept it: quoted when it is the name itself, else its description."""
+    return repr(name) if is_safe_name(name) else name
 
 
 def _req(d: dict[str, Any]) -> str:
@@ -106,6 +119,7 @@ def detect_drift(
     if columns is not None:
         drift.checked = True
         seen = list(dict.fromkeys(columns))
+        position = {c: i for i, c in enumerate(seen, 1)}
         known = set(contract.fields.values()) | set(contract.header or ())
 
         def present(path: str) -> bool:  # a JSON parent present as a leaf (null) counts: its keys may be omitted
@@ -128,10 +142,10 @@ def detect_drift(
                     best, score = a, r
             if best is not None:
                 added.remove(best)
-                drift.renamed.append({**d, "to": redact_text(best)})
+                drift.renamed.append({**d, "to": _keep(best, position[best])})
             else:
                 drift.dropped.append(d)
-        drift.added = [str(redact_text(a)) for a in added]
+        drift.added = [_keep(a, position[a]) for a in added]
     for name, n_present in sorted(tally.present.items()):
         bad = tally.unparsed[name]
         if n_present >= cfg.retyped_min_values and bad >= cfg.retyped_min_share * n_present:

@@ -8,8 +8,10 @@ there too, once per process that validates, and starts as early as ``start()`` i
 
 The protocol is private: a request is the frame as Arrow IPC plus a pickle of the suite, its
 parameters and the result format; a reply is a pickle of plain ``SuiteResult`` records (counts and
-row positions: the failing *values* GX lists are dropped in the worker, never sent back). The
-worker's own stdout goes to stderr, so nothing GX prints can corrupt a reply.
+row positions: the failing *values* GX lists are dropped in the worker, never sent back). An
+exception's message may quote a value: it is sent back described (``xforce.redaction.describe_error``:
+its type, length and hash), and the worker logs only its type and the code locations of its
+traceback. The worker's own stdout goes to stderr, so nothing GX prints can corrupt a reply.
 
 ``run_suite`` is safe to call from several threads (one request at a time) and after a fork (a
 forked child starts its own worker). ``execute`` is the in-process half, for the tests.
@@ -31,6 +33,7 @@ import struct
 import subprocess
 import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -40,6 +43,7 @@ import pyarrow as pa
 
 from xforce.errors import ValidatorError
 from xforce.quality import gx_compat
+from xforce.redaction import describe_error
 
 _LEN = struct.Struct("<Q")
 
@@ -52,7 +56,7 @@ class SuiteResult:
     kwargs: dict[str, Any]
     meta: dict[str, Any]
     success: bool
-    exception: str | None = None  # the message, when the expectation itself raised
+    exception: str | None = None  # the message described (never its text), when the expectation raised
     unexpected_index: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # frame positions
 
 
@@ -104,9 +108,11 @@ def _raised(info: dict[str, Any]) -> str | None:
     ``{"raised_exception": ..., "exception_message": ...}`` or one such dict per metric that failed
     (a missing column, say): both mean the expectation was not evaluated."""
     if info.get("raised_exception"):
-        return str(info.get("exception_message"))
+        return describe_error(str(info.get("exception_message")))
     messages = [
-        str(v.get("exception_message")) for v in info.values() if isinstance(v, dict) and v.get("raised_exception")
+        describe_error(str(v.get("exception_message")))
+        for v in info.values()
+        if isinstance(v, dict) and v.get("raised_exception")
     ]
     return "; ".join(messages) or None
 
@@ -186,7 +192,13 @@ def serve() -> int:
                 raise ValidatorError(refused)
             reply: tuple[str, Any] = ("ok", execute(frame, *rest))
         except Exception as exc:  # sent back and raised in the caller as a ValidatorError
-            reply = ("error", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, ValidatorError):  # the hub's own words (gx_compat's refusal): no values
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            else:  # GX's or pandas' message may quote a value
+                reply = ("error", describe_error(exc))
+                # where it happened, for the log: the type and the code locations, never the message
+                sys.stderr.write(f"gxworker: {type(exc).__name__} (message withheld)\n")
+                traceback.print_tb(exc.__traceback__, file=sys.stderr)
         del frame, frame_bytes
         _send(replies, pickle.dumps(reply, protocol=5))
     return 0

@@ -3,7 +3,8 @@
 The suites are JSON in ``expectations/``; each expectation's ``meta.reason`` is the quarantine
 reason and ``meta.severity`` whether a failing row is quarantined (critical) or published with
 a warning. GX runs in its worker process (``xforce.quality.gxworker``), which sends back counts and row
-positions only: the failing *values* GX lists (plates among them) never leave it.
+positions only: GX is asked not to list the failing *values* (``exclude_unexpected_values``), and
+an expectation's exception message comes back described (length and hash), never as text.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ RESULT_FORMAT = {
     "result_format": "COMPLETE",
     "return_unexpected_index_query": False,
     "partial_unexpected_count": 0,
+    # no unexpected_list, partial_unexpected_list or partial_unexpected_counts in GX's results: the
+    # failing values (plates among them) are not even put into a result inside the worker
+    "exclude_unexpected_values": True,
 }
 
 

@@ -66,19 +66,14 @@ _NIGHT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # ----------------------------------------------------------------------------------- where
 def reports_uri(settings: Settings) -> str:
-    """``XFORCE_REPORTS_URI``, else ``reports`` beside the curated zone (a path or ``s3://`` URI)."""
-    import os
+    """``XFORCE_REPORTS_URI``, else ``reports`` beside the curated zone (a path or ``s3://`` URI): the
+    rule of :func:`xforce.privacy.retention.reports_location`, which retention and the policies share."""
+    from xforce.privacy.retention import reports_location
 
-    value = os.environ.get("XFORCE_REPORTS_URI", "").strip()
-    if value:
-        return value if value.startswith("s3://") else str(Path(value).resolve())
-    curated = settings.curated.rstrip("/")
-    if curated.startswith("s3://"):
-        head = curated.rsplit("/", 1)[0]
-        if head == "s3:/":  # the curated zone is a whole bucket: no sibling folder to use
-            raise ConfigError(f"curated zone {curated} is a bucket root: set XFORCE_REPORTS_URI")
-        return f"{head}/reports"
-    return str(Path(curated).parent / "reports")
+    uri = reports_location(settings)
+    if uri is None:  # the curated zone is a whole bucket: no sibling folder to use
+        raise ConfigError(f"curated zone {settings.curated.rstrip('/')} is a bucket root: set XFORCE_REPORTS_URI")
+    return uri
 
 
 def sql_text(name: str, sql_dir: str | Path) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from xforce.errors import ConfigError
 from xforce.store.s3 import S3Config, policy_from_env
-from xforce.store.zones import Zone
+from xforce.store.zones import PRIVATE_ZONES, Zone, loose_permissions
 
 if TYPE_CHECKING:
     from xforce.settings import Settings
@@ -76,9 +76,14 @@ def connection_fields(conn_id: str) -> dict[str, Any]:
     return _get_connection(conn_id)
 
 
-def open_zone(uri: str) -> Zone:
-    """The hub's zone at ``uri`` (a local folder, or S3 reached with :func:`default_s3_config`)."""
-    return Zone(uri, s3=default_s3_config()) if uri.startswith("s3://") else Zone(uri)
+def open_zone(uri: str, *, private: bool = False) -> Zone:
+    """The hub's zone at ``uri`` (a local folder, or S3 reached with :func:`default_s3_config`).
+
+    ``private``: local files 0600 and folders 0700 (the restricted zone; ``Zone.private``).
+    """
+    if uri.startswith("s3://"):
+        return Zone(uri, s3=default_s3_config(), private=private)
+    return Zone(uri, private=private)
 
 
 #: The hub's own zones, as named in settings, ``config/retention.yaml`` and the docs.
@@ -124,7 +129,17 @@ class Zones:
 
     @functools.cached_property
     def restricted(self) -> Zone:
-        return open_zone(self.settings.restricted)
+        return open_zone(self.settings.restricted, private=True)
+
+
+def key_file(data_dir: str) -> str:
+    """The key file: ``XFORCE_HMAC_KEY_FILE``, else the development key ``<data dir>/secrets/hmac.key``."""
+    return (os.environ.get("XFORCE_HMAC_KEY_FILE") or "").strip() or os.path.join(data_dir, "secrets", "hmac.key")
+
+
+def loose_zone_permissions(settings: Settings) -> list[dict[str, str]]:
+    """:func:`xforce.store.zones.loose_permissions` for these settings' raw and restricted zones and key file."""
+    return loose_permissions({name: getattr(settings, name) for name in PRIVATE_ZONES}, key_file(settings.data_dir))
 
 
 def landing_for(settings: Settings, force: str) -> tuple[Zone, str]:

@@ -3,13 +3,20 @@
 Every SQL statement on the ledger's tables lives in this module; callers use its query methods.
 The DDL lives in ``sql/ledger.sql`` and is applied by :meth:`Ledger.migrate` (idempotent).
 :func:`open_ledger` gives each process one engine per URL, migrated once.
+
+The re-identification audit is a hash chain (:func:`chain_hash`, :meth:`Ledger.verify_audit`), and
+:func:`volatility` says whether a ledger URL would outlive the process (re-identification needs one
+that does).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import socket
+import tempfile
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from xforce.errors import NightBusyError
+from xforce.errors import NightBusyError, XforceError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,6 +48,12 @@ EXTRACT_COLUMNS = (
     "staged",
 )
 _JSON_COLUMNS = ("files", "reasons", "staged")
+#: ``ALTER TABLE t ADD COLUMN c ...`` in ``sql/ledger.sql``: run only when ``t`` lacks ``c``.
+_ADD_COLUMN = re.compile(r"^ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE)
+#: The fields of an audit row that its hash covers, in the order they are written.
+AUDIT_FIELDS = ("audit_id", "seq", "at", "requested_by", "os_user", "purpose", "token", "key_version", "outcome")
+#: The "previous hash" of the first row of the chain.
+GENESIS = "0" * 64
 
 
 def utcnow() -> str:
@@ -62,11 +75,34 @@ class Ledger:
             self.migrate()
 
     def migrate(self) -> None:
-        """Create the ledger's tables and indexes where missing (``sql/ledger.sql``; idempotent)."""
+        """Create the ledger's tables, columns and indexes where missing (``sql/ledger.sql``; idempotent).
+
+        ``ALTER TABLE ... ADD COLUMN`` statements run only on a table without that column (a ledger
+        made by an older version). When that adds the audit's hash chain, the rows already there are
+        chained once, oldest first (:meth:`_chain_unchained`).
+        """
+        try:
+            self._migrate()
+        except sa.exc.OperationalError as exc:  # SQLite: another process added the column meanwhile
+            if "duplicate column" not in str(exc).lower():
+                raise
+            self._migrate()
+
+    def _migrate(self) -> None:
         statements = [s.strip() for s in _strip_comments(self._ddl).split(";") if s.strip()]
+        added: set[tuple[str, str]] = set()
         with self.engine.begin() as conn:
             for stmt in statements:
+                if m := _ADD_COLUMN.match(stmt):
+                    table, column = m.group(1).lower(), m.group(2).lower()
+                    if column in {c["name"].lower() for c in sa.inspect(conn).get_columns(table)}:
+                        continue
+                    if conn.dialect.name == "postgresql":  # a concurrent migration may have added it
+                        stmt = stmt[: m.end(2)].replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS", 1) + stmt[m.end(2) :]
+                    added.add((table, column))
                 conn.execute(sa.text(stmt))
+            if ("xforce_reidentifications", "row_hash") in added:
+                self._chain_unchained(conn)
 
     # ------------------------------------------------------------------ extracts
     def get(self, night: str, force: str, dataset: str) -> dict[str, Any] | None:
@@ -356,27 +392,79 @@ class Ledger:
         key_version: str | None = None,
         os_user: str | None = None,
     ) -> str:
-        """Append one audit row (``xforce_reidentifications``); returns its id."""
-        audit_id = uuid.uuid4().hex
-        with self.engine.begin() as conn:
+        """Append one audit row (``xforce_reidentifications``), committed, chained to the last; returns its id.
+
+        The row takes the next position (``seq``) and ``row_hash = chain_hash(last row's hash, row)``.
+        Two writers racing for one position: the unique index refuses the second, which retries.
+        """
+        row: dict[str, Any] = {
+            "audit_id": uuid.uuid4().hex,
+            "requested_by": requested_by,
+            "os_user": os_user,
+            "purpose": purpose,
+            "token": token,
+            "key_version": key_version,
+            "outcome": outcome,
+        }
+        for attempt in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    last = conn.execute(
+                        sa.text(
+                            "SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL "
+                            "ORDER BY seq DESC LIMIT 1"
+                        )
+                    ).first()
+                    row["seq"] = int(last[0]) + 1 if last else 1
+                    row["at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+                    row["row_hash"] = chain_hash(str(last[1]) if last else GENESIS, row)
+                    conn.execute(sa.text(_AUDIT_INSERT), row)
+                return str(row["audit_id"])
+            except sa.exc.IntegrityError:
+                if attempt == 19:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _chain_unchained(self, conn: sa.Connection) -> int:
+        """Chain the audit rows that have no position yet (a ledger older than the chain), oldest first."""
+        last = conn.execute(
+            sa.text(
+                "SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+            )
+        ).first()
+        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        rows = conn.execute(
+            sa.text("SELECT * FROM xforce_reidentifications WHERE seq IS NULL ORDER BY at, audit_id")
+        ).mappings()
+        for r in [dict(r) for r in rows]:
+            seq += 1
+            r["seq"] = seq
+            prev = r["row_hash"] = chain_hash(prev, r)
             conn.execute(
                 sa.text(
-                    "INSERT INTO xforce_reidentifications "
-                    "(audit_id, at, requested_by, os_user, purpose, token, key_version, outcome) "
-                    "VALUES (:id, :at, :requested_by, :os_user, :purpose, :token, :key_version, :outcome)"
+                    "UPDATE xforce_reidentifications SET seq = :seq, row_hash = :row_hash WHERE audit_id = :audit_id"
                 ),
-                {
-                    "id": audit_id,
-                    "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-                    "requested_by": requested_by,
-                    "os_user": os_user,
-                    "purpose": purpose,
-                    "token": token,
-                    "key_version": key_version,
-                    "outcome": outcome,
-                },
+                r,
             )
-        return audit_id
+        return seq
+
+    def audit_chain(self) -> list[dict[str, Any]]:
+        """Every audit row with its chain columns, in chain order (rows without a position last)."""
+        with self.engine.connect() as conn:
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT * FROM xforce_reidentifications "
+                        "ORDER BY CASE WHEN seq IS NULL THEN 1 ELSE 0 END, seq, at, audit_id"
+                    )
+                ).mappings()
+            ]
+        return rows
+
+    def verify_audit(self) -> AuditCheck:
+        """Check the audit's hash chain: which rows were changed or removed (:func:`verify_chain`)."""
+        return verify_chain(self.audit_chain())
 
     def reidentifications(self, token: str | None = None) -> list[dict[str, Any]]:
         """The audit rows, oldest first (optionally for one token)."""
@@ -384,6 +472,130 @@ class Ledger:
         sql += " ORDER BY at, audit_id"
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(sql), {"t": token} if token else {}).mappings()]
+
+    # ------------------------------------------------------------------ one key per key version
+    def claim_key_version(self, version: str, fingerprint: str) -> dict[str, Any]:
+        """Record ``version``'s key fingerprint unless it has one; the row recorded (the first claim's).
+
+        One statement then a read: of two processes first using a version at once, the second reads
+        the first's fingerprint (``xforce.privacy.tokens.claim_key_version`` compares them)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO xforce_key_versions (key_version, fingerprint, first_seen_at) "
+                    "VALUES (:v, :f, :at) ON CONFLICT (key_version) DO NOTHING"
+                ),
+                {"v": version, "f": fingerprint, "at": utcnow()},
+            )
+            row = (
+                conn.execute(sa.text("SELECT * FROM xforce_key_versions WHERE key_version = :v"), {"v": version})
+                .mappings()
+                .one()
+            )
+        return dict(row)
+
+    def key_versions(self) -> list[dict[str, Any]]:
+        """Every key version the ledger knows, with its fingerprint and first use, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT * FROM xforce_key_versions ORDER BY first_seen_at, key_version"))
+            return [dict(r) for r in rows.mappings()]
+
+
+_AUDIT_INSERT = (
+    "INSERT INTO xforce_reidentifications "
+    "(audit_id, at, requested_by, os_user, purpose, token, key_version, outcome, seq, row_hash) "
+    "VALUES (:audit_id, :at, :requested_by, :os_user, :purpose, :token, :key_version, :outcome, :seq, :row_hash)"
+)
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """``sha256(prev_hash + "\\n" + canonical JSON of the row's AUDIT_FIELDS)``, hex.
+
+    Canonical: keys sorted, no spaces, ASCII only (non-ASCII as ``\\uXXXX``), absent fields as null,
+    so the same row hashes the same on SQLite and PostgreSQL.
+    """
+    fields = {name: row.get(name) for name in AUDIT_FIELDS}
+    fields["seq"] = None if fields["seq"] is None else int(fields["seq"])
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode("ascii")).hexdigest()
+
+
+class AuditCheck:
+    """What :func:`verify_chain` found: ``problems`` (one line each; empty when the chain is whole)."""
+
+    def __init__(self, rows: int, head_seq: int, head_hash: str, problems: list[str], bad_ids: list[str]) -> None:
+        self.rows, self.head_seq, self.head_hash = rows, head_seq, head_hash
+        self.problems, self.bad_ids = problems, bad_ids
+
+    @property
+    def whole(self) -> bool:
+        return not self.problems
+
+
+def verify_chain(rows: list[dict[str, Any]]) -> AuditCheck:
+    """Walk the audit rows in chain order and say which were changed or removed.
+
+    * a row whose ``row_hash`` is not ``chain_hash(previous row's row_hash, row)``: changed (or the row
+      before it was changed and re-hashed);
+    * a gap in the positions (``seq``), or a first position other than 1: rows removed;
+    * a row with no position or hash: added or altered outside the project.
+
+    Removing the newest rows leaves a whole, shorter chain: compare ``head_seq``/``head_hash`` with a
+    head recorded elsewhere (docs/privacy.md).
+    """
+    problems: list[str] = []
+    bad: list[str] = []
+    prev_seq, prev_hash = 0, GENESIS
+    for r in rows:
+        seq, stored = r.get("seq"), r.get("row_hash")
+        if seq is None or not stored:
+            problems.append(f"row with audit id {r['audit_id']} has no position or hash in the chain (added outside)")
+            bad.append(str(r["audit_id"]))
+            continue
+        seq = int(seq)
+        if seq != prev_seq + 1:
+            gone = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}-{seq - 1}"
+            problems.append(f"row(s) at position {gone} removed (the chain jumps from {prev_seq} to {seq})")
+        elif chain_hash(prev_hash, r) != stored:
+            problems.append(
+                f"row at position {seq} (audit id {r['audit_id']}) changed: its hash does not match its fields "
+                "and the row before it"
+            )
+            bad.append(str(r["audit_id"]))
+        prev_seq, prev_hash = seq, str(stored)
+    return AuditCheck(len(rows), prev_seq, prev_hash, problems, bad)
+
+
+def volatility(url: str) -> str | None:
+    """Why a ledger at ``url`` would not outlive this process or the machine's clean-up, or None.
+
+    Volatile: SQLite in memory (``:memory:``, ``mode=memory``, no path), a SQLite file under the
+    system's temporary folder (``tempfile.gettempdir()``, i.e. ``TMPDIR`` or ``/tmp``) or on a RAM
+    disk (``/dev/shm``, ``/run/shm``, ``/run/user``). Any other database (PostgreSQL) is durable.
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise XforceError("XFORCE_LEDGER_URL is not a database URL (e.g. postgresql://host/db)") from None
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    database = (parsed.database or "").strip()
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return "an in-memory SQLite database"
+    if str(parsed.query.get("mode", "")) == "memory" or "mode=memory" in database:
+        return "an in-memory SQLite database (mode=memory)"
+    path = os.path.realpath(database.removeprefix("file:").split("?", 1)[0])
+    temp = os.path.realpath(tempfile.gettempdir())
+    if path == temp or path.startswith(temp.rstrip(os.sep) + os.sep):
+        return f"a SQLite file in the temporary folder {temp}"
+    for ram in _RAM_DIRS:
+        if path == ram or path.startswith(ram + os.sep):
+            return f"a SQLite file on a RAM disk ({ram})"
+    return None
+
+
+#: Folders that are RAM file systems on Linux (emptied at every boot).
+_RAM_DIRS = ("/dev/shm", "/run/shm", "/run/user")
 
 
 _OPEN_LOCK = threading.Lock()

@@ -13,6 +13,10 @@ every write is atomic). S3 zones use two clients over the same endpoint and cred
 Both clients retry throttling and 5xx answers a bounded number of times with exponential backoff
 (``XFORCE_S3_MAX_ATTEMPTS``). Paths inside a zone are always relative, ``/``-separated, and
 checked so that nothing can escape the zone.
+
+A *private* zone (the restricted zone: ``Zone(..., private=True)``) creates its local files 0600
+and its folders 0700 whatever the umask. :func:`loose_permissions` lists the local zones holding
+clear plates, and the key file, that other accounts could read (``xforce doctor``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -35,7 +40,7 @@ from xforce.errors import ConfigError, UnsafePathError
 from xforce.store.s3 import S3Config, is_not_found, s3_client, s3_filesystem
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd"}
 #: Objects above this size are uploaded and copied in parts (a completed multipart upload appears whole).
@@ -94,8 +99,12 @@ class _S3ParquetWriter(pq.ParquetWriter):
 class Zone:
     """A storage location (landing, raw, staging, curated, quarantine, docs)."""
 
-    def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None, *, s3: S3Config | None = None) -> None:
+    def __init__(
+        self, uri: str, filesystem: pafs.FileSystem | None = None, *, s3: S3Config | None = None, private: bool = False
+    ) -> None:
         self.uri = uri.rstrip("/")
+        #: local files 0600, folders 0700 whatever the umask (the restricted zone); S3: as the bucket's policy
+        self.private = private
         self.s3: S3Config | None = None
         if filesystem is not None:
             self.fs, self.root = filesystem, self.uri.split("://", 1)[-1]
@@ -114,6 +123,17 @@ class Zone:
 
     def __repr__(self) -> str:
         return f"Zone({self.uri!r})"
+
+    def as_private(self) -> Zone:
+        """The same location, writing private files and folders (:attr:`private`)."""
+        twin = Zone.__new__(Zone)
+        twin.__dict__.update(self.__dict__)
+        twin.private = True
+        return twin
+
+    @property
+    def _private_local(self) -> bool:
+        return self.private and self.local and self.s3 is None
 
     def full(self, rel: str) -> str:
         rel = safe_relpath(rel) if rel else ""
@@ -286,8 +306,30 @@ class Zone:
 
     # ------------------------------------------------------------------ writing
     def _mkparent(self, rel: str) -> None:
-        if self.local:
+        if self._private_local:
+            self._private_dirs(posixpath.dirname(safe_relpath(rel)))
+        elif self.local:
             self.fs.create_dir(posixpath.dirname(self.full(rel)), recursive=True)
+
+    def _private_dirs(self, rel: str) -> None:
+        """Create the root and each folder of ``rel`` below it that is missing, 0700 (mode given to
+        mkdir: the umask can only take bits away; the parents of the root as the umask says)."""
+        os.makedirs(os.path.dirname(self.root.rstrip("/")) or ".", exist_ok=True)
+        path = self.root
+        for part in [""] + (rel.split("/") if rel else []):
+            path = os.path.join(path, part) if part else path
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                continue
+
+    def _private_file(self, rel: str) -> None:
+        """Create (or truncate) ``rel`` as an empty 0600 file, so that whatever then writes it keeps that mode."""
+        fd = os.open(self.full(rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode on open: set it
+        finally:
+            os.close(fd)
 
     def _tmp_name(self, rel: str) -> str:
         head, tail = posixpath.split(safe_relpath(rel))
@@ -318,6 +360,8 @@ class Zone:
             return
         self._mkparent(rel)
         tmp = self._tmp_name(rel)
+        if self._private_local:
+            self._private_file(tmp)
         with self.fs.open_output_stream(self.full(tmp), compression=None) as f:
             f.write(data)
         self.fs.move(self.full(tmp), self.full(rel))
@@ -331,6 +375,8 @@ class Zone:
         if self.s3 is not None:
             return _S3ParquetWriter(self, safe_relpath(rel), schema, **options)
         self._mkparent(rel)
+        if self._private_local:
+            self._private_file(rel)
         return pq.ParquetWriter(self.full(rel), schema, filesystem=self.fs, **options)
 
     def copy_from(
@@ -375,6 +421,8 @@ class Zone:
             return
         self._mkparent(rel)
         target = self._tmp_name(rel)
+        if self._private_local:
+            self._private_file(target)
         if src.local:  # local to local: the kernel copies (copy_file_range / sendfile), no pass through Python
             shutil.copyfile(src.full(src_rel), self.full(target))
             self.fs.move(self.full(target), self.full(rel))
@@ -396,6 +444,8 @@ class Zone:
         """
         if self.local and src.local:
             self._mkparent(rel)
+            if self._private_local:
+                os.chmod(src.full(src_rel), 0o600)
             self.fs.move(src.full(src_rel), self.full(rel))  # rename(2): atomic replace
             return
         self.copy_from(src, src_rel, rel)
@@ -427,3 +477,44 @@ class Zone:
         if out.get("Errors"):
             first = out["Errors"][0]
             raise OSError(f"cannot delete {len(out['Errors'])} object(s) in {self!r}: {first.get('Message')}")
+
+
+# ------------------------------------------------------------------------------ permissions
+#: Zones holding clear plates whose local folders must admit no group or other access.
+PRIVATE_ZONES = ("raw", "restricted")
+
+
+def loose_permissions(zones: Mapping[str, str], key_file: str | None = None) -> list[dict[str, str]]:
+    """Local zone folders and the key file that other accounts could reach.
+
+    ``zones`` maps a zone name to its location; only :data:`PRIVATE_ZONES` on a local disk are
+    looked at (S3 zones are governed by the bucket's policies). Cheap: one ``lstat`` for each
+    zone's root and each folder directly in it, one for the key file; nothing deeper. A finding
+    is ``{"what", "path", "mode", "want"}``: folders should be 0700 (no group/other bit), the key
+    file 0600.
+    """
+    found: list[dict[str, str]] = []
+
+    def check(what: str, path: str, want: str) -> None:
+        try:
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return
+        if mode & 0o077:
+            found.append({"what": what, "path": path, "mode": f"{mode:04o}", "want": want})
+
+    for name in PRIVATE_ZONES:
+        uri = (zones.get(name) or "").rstrip("/")
+        if not uri or "://" in uri:
+            continue
+        check(f"zone {name}", uri, "0700")
+        try:
+            with os.scandir(uri) as entries:
+                subdirs = sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            subdirs = []
+        for path in subdirs:
+            check(f"zone {name}", path, "0700")
+    if key_file:
+        check("key file", key_file, "0600")
+    return found
