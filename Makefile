@@ -9,7 +9,7 @@ export XFORCE_DATA_DIR ?= $(CURDIR)/data
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test test-unit lint bench clean lock-check
+.PHONY: install run up down test test-unit lint bench clean lock-check
 
 $(BIN)/xforce: pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed ($(PY) not found)"; exit 1; }
@@ -24,6 +24,13 @@ install: $(BIN)/xforce
 run: install
 	$(BIN)/xforce generate --date $(NIGHT) --out $(XFORCE_DATA_DIR)/landing --anpr-reads $(ANPR_READS)
 	$(BIN)/xforce run --date $(NIGHT)
+
+# Airflow here in the background to watch nights (UI on 127.0.0.1, port XFORCE_UI_PORT or 8080); `make down` stops it.
+up: install
+	$(BIN)/xforce up
+
+down:
+	$(BIN)/xforce down
 
 test: install
 	$(BIN)/python -m pytest

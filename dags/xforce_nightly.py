@@ -3,7 +3,8 @@
 
 For each of the seven forces and each dataset (incidents, ANPR reads, seizures):
 
-1. **plan_night**: work out the night (the local day before the run, or the `night` param) and list force x dataset.
+1. **plan_night**: work out the night (the run's logical date, the local day before the 02:30 run; or the `night`
+   param) and list force x dataset. Scheduled runs are named `night__<night>`.
 2. **land_extract**: copy the force's files from the landing zone to the immutable raw zone with their SHA-256
    (an identical re-delivery is a no-op). No files: the extract is *missing* and its next tasks are skipped.
 3. **validate_extract**: normalise to the canonical schema, validate with the Great Expectations suite in
@@ -24,9 +25,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
 
 from xforce.airflow.assets import CURATED
+from xforce.airflow.pools import VALIDATE_POOL
+from xforce.airflow.timetable import NightlyTimetable
 
 TZ = "Europe/London"
 
@@ -40,7 +42,8 @@ def _alert_missing_extract(context: dict) -> None:
 
 @dag(
     dag_id="xforce_nightly",
-    schedule=CronTriggerTimetable("30 2 * * *", timezone=TZ),
+    # 02:30 local for the night before; a run's logical date is its night, a scheduled run is night__<night>
+    schedule=NightlyTimetable("30 2 * * *", timezone=TZ, interval=timedelta(days=1)),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -65,11 +68,13 @@ def _alert_missing_extract(context: dict) -> None:
 )
 def xforce_nightly() -> None:
     @task
-    def plan_night(params: dict | None = None, logical_date: datetime | None = None, run_id: str | None = None) -> str:
+    def plan_night(
+        params: dict | None = None, data_interval_start: datetime | None = None, run_id: str | None = None
+    ) -> str:
         """Work out the night; record folders in landing that name no known force."""
         from xforce.airflow import tasks
 
-        return tasks.plan_night(params or {}, logical_date, str(run_id), TZ)
+        return tasks.plan_night(params or {}, data_interval_start, str(run_id), TZ)
 
     @task
     def plan_extracts(night: str, datasets: list[str]) -> list[dict[str, str]]:
@@ -92,6 +97,7 @@ def xforce_nightly() -> None:
 
     @task(
         map_index_template="{{ xforce_label }}",
+        pool=VALIDATE_POOL,  # extracts validated at once: intake.validate_slots in config/forces.yaml
         doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "
         "(Great Expectations), pseudonymise plates and stage published and quarantined rows under "
         "`staging/`; then the table-level suite `expectations/<dataset>.table.json` and schema drift "

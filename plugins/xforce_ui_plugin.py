@@ -8,8 +8,9 @@
 
 Every route needs an Airflow user allowed to read the ``xforce_nightly`` DAG: the api-server's own
 auth manager decides (JWT in the ``Authorization`` header, or the UI's session cookie, as for
-Airflow's own API). Importing this file is cheap: FastAPI and the xforce package are imported on
-the first request, not when Airflow loads plugins.
+Airflow's own API). It also registers ``xforce_nightly``'s timetable (``xforce.airflow.timetable``).
+Importing this file is cheap: FastAPI and the rest of the xforce package are imported on the first
+request, not when Airflow loads plugins.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route signatures' annotations at
@@ -18,6 +19,8 @@ import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from xforce.airflow.timetable import NightlyTimetable
 
 URL_PREFIX = "/xforce"
 DAG_ID = "xforce_nightly"  # who may read this DAG may see the exchange's view
@@ -116,6 +119,7 @@ class _LazyApp:
 
 class XforceUiPlugin(AirflowPlugin):
     name = "xforce_ui"
+    timetables = [NightlyTimetable]  # noqa: RUF012  (a custom timetable must be registered by a plugin)
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "xforce data exchange"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {

@@ -11,6 +11,7 @@ Examples (every subcommand has its own ``--help`` with more):
   xforce reidentify --token T --purpose "..." --requested-by NAME   # audited; see docs/privacy.md
   xforce audit [--verify] | retention [--dry-run] | policies --out DIR | rotate-key
   xforce doctor                                          # local folders holding plates, key file: permissions
+  xforce up | down                                       # Airflow's UI and scheduler here, in the background
 
 Quiet by default: Airflow's and Great Expectations' logs go to a log file (its path is printed);
 -v/--verbose shows them and any traceback, -q/--quiet prints only the outcome, --json (run,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -62,7 +64,7 @@ from xforce.errors import NightBusyError
 from xforce.schemas import DATASETS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from xforce.context import Context
     from xforce.settings import Settings
@@ -205,6 +207,10 @@ def prepare_airflow() -> Settings:
             f"Airflow's metadata database could not be migrated (`airflow db migrate` exit {migrate.returncode}): "
             "check AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and that the database is up"
         )
+    from xforce.airflow.pools import ensure_pools
+    from xforce.intake.contracts import load_registry
+
+    ensure_pools(load_registry(settings.config_dir))  # before any run: a scheduler queues nothing without it
     return settings
 
 
@@ -217,20 +223,23 @@ class NightRun:
     night: str
     logical_date: datetime
     run_after: datetime
+    named: str | None = None  # a run created through a deployment's API carries the id given to it
 
     @classmethod
     def plan(cls, night: str) -> NightRun:
-        run_after = datetime.combine(
-            date.fromisoformat(night) + timedelta(days=1), time(2, 30), ZoneInfo("Europe/London")
-        ).astimezone(ZoneInfo("UTC"))
-        # A fresh logical date per run so that a re-run of the same night is a new DAG run.
-        logical = run_after + timedelta(microseconds=uuid.uuid4().int % 1_000_000)
-        return cls(night, logical, datetime.now(UTC))
+        """The night's run: its logical date on the night (02:30 local, as a scheduled run's), plus a
+        fresh microsecond so that a re-run is a new DAG run; run after the night's 02:30 (now, when
+        that is still to come), so that the grid reads in night order."""
+        tz = ZoneInfo("Europe/London")
+        at = datetime.combine(date.fromisoformat(night), time(2, 30), tz).astimezone(UTC)
+        fresh = timedelta(microseconds=uuid.uuid4().int % 1_000_000)
+        return cls(night, at + fresh, min(at + timedelta(days=1) + fresh, datetime.now(UTC)))
 
     @property
     def run_id(self) -> str:
-        """The id Airflow gives a manual run with this ``run_after`` (``DagRun.generate_run_id``)."""
-        return f"manual__{self.run_after.isoformat()}"
+        """The id given to the run, else the one Airflow gives a manual run with this ``run_after``
+        (``DagRun.generate_run_id``)."""
+        return self.named or f"manual__{self.run_after.isoformat()}"
 
 
 def run_dag_test(night: str, run: NightRun | None = None) -> tuple[str, str]:
@@ -245,8 +254,37 @@ def run_dag_test(night: str, run: NightRun | None = None) -> tuple[str, str]:
     dag = bag.get_dag("xforce_nightly")
     if dag is None:
         raise CliError("DAG xforce_nightly not found")
+    started = datetime.now(UTC)
     dr = dag.test(logical_date=run.logical_date, run_after=run.run_after, run_conf={"night": night})
+    _real_start(dag.dag_id, str(getattr(dr, "run_id", "")), started)
     return str(getattr(dr, "state", "unknown")), str(getattr(dr, "run_id", ""))
+
+
+def _real_start(dag_id: str, run_id: str, started: datetime) -> None:
+    """``dag.test()`` dates a run's start at its logical date (the night); the UI shows the real one."""
+    import sqlalchemy as sa
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(
+            sa.update(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).values(start_date=started)
+        )
+
+
+def _extracts_done(ctx: Context, night: str, bar: Progress) -> Callable[[], None]:
+    """Draws the extracts of ``night`` finished since now, of all, on ``bar`` (from the ledger)."""
+    from xforce.store.ledger import utcnow
+
+    total = len(ctx.registry.forces) * len(DATASETS)
+    since = utcnow()
+
+    def tick() -> None:
+        rows = ctx.ledger.extracts(night)
+        done = sum(r["status"] in DONE and str(r.get("updated_at") or "") >= since for r in rows)
+        bar.update(night, f"xforce_nightly {night}", done, total)
+
+    return tick
 
 
 def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
@@ -255,18 +293,9 @@ def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
     The caller holds the night for ``run.run_id`` (:func:`_hold`). A run that found the night held
     by another all the same (its lease lost inside the DAG) raises :class:`NightBusyError` with the
     holder."""
-    from xforce.store.ledger import utcnow
-
     night = run.night
-    total = len(ctx.registry.forces) * len(DATASETS)
-    since = utcnow()
     bar = Progress(out)
-
-    def tick() -> None:
-        rows = ctx.ledger.extracts(night)
-        done = sum(r["status"] in DONE and str(r.get("updated_at") or "") >= since for r in rows)
-        bar.update(night, f"xforce_nightly {night}", done, total)
-
+    tick = _extracts_done(ctx, night, bar)
     start = clock.monotonic()
     try:
         if bar.active:
@@ -331,7 +360,7 @@ def next_steps(ctx: Context, night: str) -> dict[str, str]:
     steps["report"] = report
     ui = _ui_address()
     steps["the UI"] = (
-        f"{ui}/dags/xforce_nightly" if ui else "none running here (a deployment: docs/operator-guide.md#docker-compose)"
+        f"{ui}/dags/xforce_nightly" if ui else "none running here (`make up` starts one: docs/operator-guide.md)"
     )
     steps["status"] = f"xforce status --date {night}"
     return steps
@@ -354,30 +383,65 @@ def _night_result(ctx: Context, night: str, state: str) -> tuple[int, list[str],
     return code, lines, doc
 
 
+def _deployment(ctx: Context) -> Any:
+    """The local deployment's API client when ``xforce up`` runs one for these settings, else None."""
+    from xforce.airflow.deploy import Client, home_of
+
+    return Client.of(home_of(ctx.settings))
+
+
+def _run_on_deployment(ctx: Context, client: Any, night: str, out: Out) -> tuple[str, float, str]:
+    """Trigger the night on the running deployment (its scheduler and executor) and wait for it;
+    ``(state, seconds, run id)``. The run is named after its night (``night__<night>__<time>``: the
+    scheduler's own run of a night is ``night__<night>``) and dated on it, so the grid reads in order."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run = dataclasses.replace(NightRun.plan(night), named=f"night__{night}__{stamp}")
+    bar = Progress(out)
+    tick = _extracts_done(ctx, night, bar)
+
+    with _hold(ctx, run):  # a second run of the night is refused at once; the DAG's tasks renew it
+        out.stage(f"xforce run {night}: on the deployment at {client.url}, run {run.run_id}")
+        start = clock.monotonic()
+        client.trigger("xforce_nightly", run.run_id, run.logical_date.isoformat(), {"night": night})
+        try:
+            state = client.wait("xforce_nightly", run.run_id, timeout=6 * 3600, poll=tick if bar.active else None)
+        finally:
+            bar.close()
+    return state, clock.monotonic() - start, run.run_id
+
+
 def cmd_run(args: argparse.Namespace, out: Out) -> int:
     from xforce.exchange import publish
 
     ctx = _context(out)
     _check_key(ctx.settings)
-    run = NightRun.plan(args.date)
-    out.log = _log_path(ctx.settings, "run", args.date)
-    with _hold(ctx, run):  # before any Airflow work: a second run of the night is refused at once
-        if not out.verbose:
-            out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
-        with capture(out, out.log):
-            start = clock.monotonic()
-            prepare_airflow()
-            out.stage(f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)")
-            state, seconds = _run_night(ctx, run, out)
+    client = _deployment(ctx)
+    if client is not None:  # `make up` runs here: the night runs on it, as the scheduler would run it
+        state, seconds, run_id = _run_on_deployment(ctx, client, args.date, out)
+        where = f" on the deployment ({client.url}/dags/xforce_nightly/runs/{run_id})"
+    else:
+        run = NightRun.plan(args.date)
+        out.log = _log_path(ctx.settings, "run", args.date)
+        with _hold(ctx, run):  # before any Airflow work: a second run of the night is refused at once
+            if not out.verbose:
+                out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
+            with capture(out, out.log):
+                start = clock.monotonic()
+                prepare_airflow()
+                out.stage(
+                    f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)"
+                )
+                state, seconds = _run_night(ctx, run, out)
+        where = ""
     code, lines, doc = _night_result(ctx, args.date, state)
-    out.summary(f"xforce_nightly for {args.date}: run {state} in {seconds:.0f} s")
+    out.summary(f"xforce_nightly for {args.date}: run {state} in {seconds:.0f} s{where}")
     out.summary(f"extracts: {summary_line(doc)}")
     if doc["statuses"]["missing"] < doc["extracts"]:
         out.result(publish.format_table(doc["table"]))
     for line in lines:
         (out.error if code else out.stage)(line)
     doc["next"] = next_steps(ctx, args.date)
-    doc["log"] = str(out.log)
+    doc["log"] = str(out.log) if out.log else None
     if code == OK:
         _print_next(out, doc["next"])
     out.json(doc)
@@ -401,37 +465,57 @@ def cmd_backfill(args: argparse.Namespace, out: Out) -> int:
     if not out.verbose:
         out.stage(f"xforce backfill {nights[0]} .. {nights[-1]}: Airflow's and GX's logs go to {out.log}")
     docs: list[dict[str, Any]] = []
-    doc: dict[str, Any]
-    with capture(out, out.log):
-        settings = prepare_airflow()
-        for night in nights:
-            run = NightRun.plan(night)
-            try:
-                with _hold(ctx, run):
-                    state, _ = _run_night(ctx, run, out)
-            except NightBusyError as exc:  # held by another run, before or during this one: skipped
-                doc = {"night": night, "state": "busy", "exit_code": FAILED, "problems": [f"{exc}: skipped"]}
-                out.summary(f"xforce_nightly for {night}: skipped, another run holds it")
-                docs.append(doc)
-                continue
-            _, lines, doc = _night_result(ctx, night, state)
-            note = f"{doc['statuses']['published']}/{doc['extracts']} extracts published"
-            if args.reports and state == "success":
-                from xforce.reports import queries as reports
+    settings = ctx.settings
 
-                built = reports.build_reports(settings, night)
-                note += f"; reports: {built['files']['html']}"
-            out.summary(f"xforce_nightly for {night}: run {state}; {note}")
-            for line in lines:
-                out.stage(f"  {line}")
-            doc.pop("table", None)
-            docs.append(doc)
+    def report(night: str, state: str) -> None:
+        _, lines, doc = _night_result(ctx, night, state)
+        note = f"{doc['statuses']['published']}/{doc['extracts']} extracts published"
+        if args.reports and state == "success":
+            from xforce.reports import queries as reports
+
+            built = reports.build_reports(settings, night)
+            note += f"; reports: {built['files']['html']}"
+        out.summary(f"xforce_nightly for {night}: run {state}; {note}")
+        for line in lines:
+            out.stage(f"  {line}")
+        doc.pop("table", None)
+        docs.append(doc)
+
+    client = _deployment(ctx)
+    if client is not None:  # `make up` runs here: Airflow's own backfill, in its Backfills view
+        for night, state in _backfill_on_deployment(client, nights, out).items():
+            report(night, state)
+    else:
+        with capture(out, out.log):
+            settings = prepare_airflow()
+            for night in nights:
+                run = NightRun.plan(night)
+                try:
+                    with _hold(ctx, run):
+                        state, _ = _run_night(ctx, run, out)
+                except NightBusyError as exc:  # held by another run, before or during this one: skipped
+                    docs.append({"night": night, "state": "busy", "exit_code": FAILED, "problems": [f"{exc}: skipped"]})
+                    out.summary(f"xforce_nightly for {night}: skipped, another run holds it")
+                    continue
+                report(night, state)
     failed = [d["night"] for d in docs if d["exit_code"] != OK]
     out.summary(f"backfill {nights[0]} .. {nights[-1]}: {len(nights) - len(failed)} of {len(nights)} nights succeeded")
     for n in failed:
         out.error(f"night {n} did not succeed (see `xforce status --date {n}`)")
     out.json({"from": nights[0], "to": nights[-1], "nights": docs, "failed": failed, "log": str(out.log)})
     return FAILED if failed else OK
+
+
+def _backfill_on_deployment(client: Any, nights: list[str], out: Out) -> dict[str, str]:
+    """Airflow's own backfill of ``nights`` on the running deployment (one run at a time, each dated
+    on its night, the night read from it); night -> the state its run ended in."""
+    from xforce.airflow.timetable import night_of
+
+    backfill = client.backfill("xforce_nightly", nights[0], nights[-1])
+    out.stage(f"xforce backfill: Airflow backfill {backfill} on the deployment ({client.url}, the Backfills view)")
+    runs = client.backfill_runs("xforce_nightly", backfill, timeout=6 * 3600 * len(nights))
+    states = {night_of(datetime.fromisoformat(str(r["logical_date"]))): str(r["state"]) for r in runs}
+    return {night: states.get(night, "not run") for night in nights}
 
 
 def cmd_report(args: argparse.Namespace, out: Out) -> int:
@@ -693,6 +777,21 @@ def cmd_retention(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
+def cmd_pools(args: argparse.Namespace, out: Out) -> int:
+    """Create or resize the hub's Airflow pools (a deployment's init step, after `airflow db migrate`)."""
+    from xforce.airflow.env import airflow_env
+    from xforce.settings import Settings
+
+    settings = Settings.from_env()
+    os.environ.update(airflow_env(settings))  # the metadata database of this deployment (env wins)
+    from xforce.airflow.pools import ensure_pools
+    from xforce.intake.contracts import load_registry
+
+    for name, slots in ensure_pools(load_registry(settings.config_dir)).items():
+        out.result(f"pool {name}: {slots} slot(s)")
+    return OK
+
+
 def cmd_policies(args: argparse.Namespace, out: Out) -> int:
     from xforce.intake.contracts import load_registry
     from xforce.privacy import policies
@@ -724,6 +823,44 @@ def cmd_rotate_key(args: argparse.Namespace, out: Out) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_up(args: argparse.Namespace, out: Out) -> int:
+    """Start the local deployment (``make up``): api-server, scheduler, dag-processor, triggerer."""
+    from xforce.airflow import deploy
+    from xforce.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        port = deploy.ui_port()
+        ensure_dev_key(settings.data_dir)  # the key `make run` uses, named in the processes' environment
+        dep = deploy.up(settings, port, progress=out.stage)
+    except deploy.DeployError as exc:
+        raise CliError(str(exc), exc.code) from None
+    if dep.already_up and dep.port != port:
+        out.stage(f"xforce up: it listens on {dep.port}, not {port}: `xforce down` first to move it")
+    for line in deploy.describe(dep):
+        out.summary(line)
+    return OK
+
+
+def cmd_down(args: argparse.Namespace, out: Out) -> int:
+    """Stop the processes ``xforce up`` started under this Airflow home, and nothing else."""
+    from xforce.airflow import deploy
+    from xforce.settings import Settings
+
+    home = deploy.home_of(Settings.from_env())
+    try:
+        stopped, stale = deploy.down(home)
+    except deploy.DeployError as exc:
+        raise CliError(str(exc), exc.code) from None
+    for name in stale:
+        out.stage(f"xforce down: removed the stale pid file of {name} (its process was gone)")
+    if stopped:
+        out.summary(f"xforce down: stopped {', '.join(f'{n} ({p})' for n, p in stopped.items())} under {home}")
+    else:
+        out.summary(f"xforce down: nothing was running under {home}")
+    return OK
+
+
 #: An example for every subcommand (shown by its ``--help``; the tests check there is one).
 EXAMPLES = {
     "generate": "xforce generate --date 2026-11-27 --out data/landing --anpr-reads 1000 --forces norfolk kent",
@@ -736,9 +873,12 @@ EXAMPLES = {
     "reidentify": 'xforce reidentify --token 3f2a... --purpose "Op Lepus, log 123" --requested-by "DC Smith"',
     "audit": "xforce audit --token 3f2a...        (xforce audit --verify: check the hash chain)",
     "doctor": "xforce doctor",
+    "pools": "xforce pools                        (after airflow db migrate, before the scheduler starts)",
     "retention": "xforce retention --dry-run --today 2027-01-01",
     "policies": "xforce policies --out deploy/minio/policies --bucket xforce",
     "rotate-key": "XFORCE_HMAC_KEY_VERSION=k2 XFORCE_HMAC_KEY=... xforce rotate-key --keep-old-map",
+    "up": "XFORCE_UI_PORT=8080 xforce up        (make up)",
+    "down": "xforce down                         (make down)",
 }
 
 
@@ -897,6 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(func=cmd_audit)
     dr = command("doctor", "check that local zones holding plates and the key file are private to this account")
     dr.set_defaults(func=cmd_doctor)
+    pl = command("pools", "create or resize the hub's Airflow pools (xforce_validate) in the metadata database")
+    pl.set_defaults(func=cmd_pools)
     rt = command("retention", "delete partitions past their retention (config/retention.yaml)")
     rt.add_argument(
         "--dry-run", action="store_true", help="only list what would be deleted (e.g. before the first run)"
@@ -930,6 +1072,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-old-map", action="store_true", help="keep the old versions' token maps (e.g. for a grace period)"
     )
     rk.set_defaults(func=cmd_rotate_key)
+    up = command("up", "start Airflow here in the background (UI, scheduler, dag-processor, triggerer) to watch nights")
+    up.set_defaults(func=cmd_up)
+    dn = command("down", "stop the processes `xforce up` started, and nothing else")
+    dn.set_defaults(func=cmd_down)
     return parser
 
 

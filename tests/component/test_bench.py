@@ -44,3 +44,21 @@ def test_ratios_and_table_carry_pss() -> None:
     table = render({"ingest": rows, "night": [{"anpr_reads_per_force": 5, **run(3, 700, 600)}], "ratios": r})
     assert "| 10 | 1.0 | 1 / 100 | - | 5 / 1000 | 900 |" in table
     assert "| 5 | 3 | 700 | 600 |" in table
+
+
+def test_a_deployments_memory_is_summed_over_its_sessions() -> None:
+    import subprocess
+    import time
+
+    from xforce_tools.bench import _sessions_pss
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "b = bytearray(200 << 20); import time; time.sleep(30)"], start_new_session=True
+    )
+    try:
+        time.sleep(1.5)
+        assert _sessions_pss([holder.pid]) >= 200 << 20  # its own session: counted
+        assert _sessions_pss([]) == 0
+    finally:
+        holder.kill()
+        holder.wait()

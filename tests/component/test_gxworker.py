@@ -12,6 +12,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -93,6 +94,22 @@ def test_a_dead_worker_is_a_validator_error_then_a_new_worker_starts() -> None:
     assert sum(not r.success for r in results) == 3  # all but camera_id's not-null
 
 
+def test_a_hung_worker_is_stopped_after_the_reply_timeout_then_a_new_worker_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)  # a worker that has answered once
+    worker = gxworker._get()
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # hung: alive, never replying
+    monkeypatch.setenv("XFORCE_GX_REPLY_TIMEOUT", "2")
+    with pytest.raises(ValidatorError, match=r"did not reply within 2 s and was stopped \(XFORCE_GX_REPLY_TIMEOUT\)"):
+        worker.call(_frame(), (_suite(), {}, RESULT_FORMAT))
+    assert worker.proc.returncode == -signal.SIGKILL
+    monkeypatch.delenv("XFORCE_GX_REPLY_TIMEOUT")
+    results = gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)  # a new worker answers
+    assert gxworker._get().proc.pid != worker.proc.pid
+    assert sum(not r.success for r in results) == 3
+
+
 def test_the_whole_anpr_suite_gives_the_answers_of_gx_in_process() -> None:
     """Every expectation of a real suite, with suite parameters and failing rows in each column: the
     worker (which keeps each expectation's configuration for the length of a call,
@@ -167,3 +184,56 @@ def test_the_callers_half_imports_no_great_expectations() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_hosts_validation_service_answers_as_a_worker_from_a_forked_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``xforce up`` runs one service per host (GX imported once); a task's requests are answered by a
+    forked copy of it, the same answers as a worker of its own, and a hung copy is given up on."""
+    import time
+
+    sock = tmp_path / "gx.sock"
+    service = subprocess.Popen([sys.executable, "-m", "xforce.quality.gxworker", "--host", str(sock)])
+    try:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            assert service.poll() is None and time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"  # this account's tasks only
+        expected = _comparable(gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT))  # a worker of its own
+        monkeypatch.setenv("XFORCE_GX_SOCKET", str(sock))
+        gxworker._get().close()
+        gxworker._worker = None
+        started = time.monotonic()
+        answered = gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)
+        print(f"first answer from the host's service: {time.monotonic() - started:.2f} s (GX already imported)")
+        assert isinstance(gxworker._get(), gxworker._HostService)
+        assert _comparable(answered) == expected
+        (copy,) = _children(service.pid)  # the connection's own forked copy
+        os.kill(copy, signal.SIGSTOP)
+        monkeypatch.setenv("XFORCE_GX_REPLY_TIMEOUT", "2")
+        with pytest.raises(ValidatorError, match="did not reply within 2 s"):
+            gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)
+        os.kill(copy, signal.SIGKILL)
+        monkeypatch.delenv("XFORCE_GX_REPLY_TIMEOUT")
+        assert _comparable(gxworker.run_suite(_frame(), _suite(), {}, RESULT_FORMAT)) == expected  # a new copy
+    finally:
+        service.kill()
+        service.wait()
+        gxworker._get().close()
+        gxworker._worker = None
+    monkeypatch.delenv("XFORCE_GX_SOCKET")
+    assert isinstance(gxworker._get(), gxworker._Worker)  # no service: a worker of its own again

@@ -430,6 +430,26 @@ def test_missing_extract_alert_after_its_cutoff(ctx: context.Context) -> None:
     assert alert_missing_extract(ctx, NIGHT, "essex", "incidents", "r1", now=late) is None
 
 
+def test_a_night_nothing_landed_for_is_one_alert_not_one_per_extract(ctx: context.Context) -> None:
+    from datetime import datetime
+
+    from xforce.quality.deadlines import alert_nothing_landed
+
+    late = datetime.fromisoformat("2026-11-28T02:30:00+00:00")
+    assert land.nothing_delivered(ctx, NIGHT)
+    assert alert_nothing_landed(ctx, NIGHT, "r1", now=datetime.fromisoformat("2026-11-27T23:00:00+00:00")) is None
+    alert = alert_nothing_landed(ctx, NIGHT, "r1", now=late)
+    assert alert is not None and alert["kind"] == "night_empty" and "from any force" in alert["message"]
+    assert alert_nothing_landed(ctx, NIGHT, "r1", now=late) is None  # once
+    for force in ctx.registry.forces:  # then no alert per extract: the night's says it
+        land.land_extract(ctx, NIGHT, force, "anpr_reads", "r1")
+        assert alert_missing_extract(ctx, NIGHT, force, "anpr_reads", "r1", now=late) is None
+    assert [(e["force"], e["dataset"]) for e in events(ctx, "alert")] == [(None, None)]
+    assert ctx.ledger.alert_counts(NIGHT, NIGHT) == {}  # not held against any force's scorecard
+    write(ctx, "essex", "incidents", ["Ref"], [["x"]])
+    assert not land.nothing_delivered(ctx, NIGHT)  # one file from one force is not nothing
+
+
 def test_deadline_cutoffs_are_configuration(tmp_path: Path) -> None:
     conf = tmp_path / "c"
     conf.mkdir()

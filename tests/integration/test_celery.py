@@ -184,6 +184,8 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory):
 def _run(cluster: Cluster, env: dict[str, str], db: Any, result: dict[str, Any]) -> None:
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
+    pools = subprocess.run([str(BIN / "xforce"), "pools"], env=env, capture_output=True, text=True, timeout=300)
+    assert pools.returncode == 0 and "pool xforce_validate: 2 slot(s)" in pools.stdout, pools.stderr[-3000:]
     engine = sa.create_engine(db.url)
     cluster.start("api-server", "api-server", "--port", env["AIRFLOW__API__PORT"])
     cluster.start("scheduler", "scheduler")

@@ -312,3 +312,29 @@ def test_two_runs_of_one_night_at_once_one_publishes_the_other_refuses(tmp_path:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_runs_are_dated_by_their_night_and_started_when_they_started(world) -> None:
+    """In Airflow's grid a run's logical date is its night (02:30 local on it) and its start the real one
+    (``dag.test()`` would date it at the logical date, days before it ran)."""
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    db = Path(world["env"]["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT run_id, logical_date, start_date, end_date, conf, run_after FROM dag_run "
+            "WHERE dag_id = 'xforce_nightly' ORDER BY run_after"
+        ).fetchall()
+    assert len(rows) >= 3  # the empty night's run, NIGHT's run and its backfill
+    nights = []
+    for run_id, logical, start, end, conf, run_after in rows:
+        night = json.loads(conf)["night"]
+        nights.append(night)
+        local = datetime.fromisoformat(logical).replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/London"))
+        assert (local.date().isoformat(), local.strftime("%H:%M")) == (night, "02:30"), run_id
+        began, ended = (datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (start, end))
+        assert timedelta(0) <= ended - began < timedelta(minutes=10), run_id  # real: minutes, not days
+        assert began > datetime.fromisoformat(run_after).replace(tzinfo=UTC), run_id
+    assert nights == sorted(nights)  # ordered by when they may run: the grid reads in night order

@@ -429,3 +429,30 @@ def test_doctor_reports_zones_and_key_others_could_read(
     assert cli.main(["doctor"]) == 0
     assert "private" in capsys.readouterr().out
     assert warn_loose_permissions(ctx, "2026-11-28", "run-2") == []
+
+
+def test_a_new_installation_lands_raw_copies_private_and_doctor_passes(
+    settings: Settings, umask0: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The raw zone holds the forces' files as sent (clear plates): the hub makes it private itself, so
+    a fresh install is not reported (nor warned about every night) whatever the umask."""
+    from datetime import date
+
+    from xforce.context import Context
+    from xforce.exchange import land
+    from xforce_tools.generate import generate_night
+
+    generate_night(date(2026, 11, 27), Path(settings.landing), anpr_reads=20, seed=5, forces=["kent"])
+    ctx = Context.from_env()
+    ref = land.land_extract(ctx, "2026-11-27", "kent", "anpr_reads", "run-1", settle=False)
+    copy = Path(settings.raw) / ref["files"][0]["raw"]
+    assert _mode(copy) == 0o600
+    folder = copy.parent
+    while folder != Path(settings.raw).parent:
+        assert _mode(folder) == 0o700, folder
+        folder = folder.parent
+    Path(settings.data_dir, "secrets").mkdir(mode=0o700)
+    key = Path(settings.data_dir, "secrets", "hmac.key")
+    key.write_text("k" * 64)
+    key.chmod(0o600)
+    assert cli.main(["doctor"]) == 0, capsys.readouterr().err

@@ -9,7 +9,9 @@ peak RSS and PSS summed over the process and its GX worker, sampled):
   (c) ``xforce ingest`` of that file (land, normalise, validate with GX, tokenise, split, publish)
 
 then a whole night through ``xforce run`` (seven forces, three datasets) at small volume and at
-``--night-reads`` ANPR reads per force. Prints a table and the ratios, writes
+``--night-reads`` ANPR reads per force, and a whole night on the local deployment (``xforce up``: the
+scheduler and LocalExecutor) at ``--deploy-reads`` reads per force, with the peak summed PSS of every
+process of the deployment. Prints a table and the ratios, writes
 ``bench-results/results.json`` and ``results.md``.
 
     python -m xforce_tools.bench [--sizes 10000000 20000000] [--night-reads 1000000] [--out bench-results]
@@ -229,14 +231,80 @@ def bench_night(work: Path, reads: int) -> dict[str, object]:
     return {"anpr_reads_per_force": reads, **result}
 
 
+def _sessions_pss(sids: list[int]) -> int:
+    """Summed PSS (bytes) of every live process of the given sessions (a deployment: each process it
+    started leads one; task processes and GX copies are in them)."""
+    import psutil
+
+    total = 0
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(p.pid) in sids:
+                total += p.memory_full_info().pss
+        except (psutil.Error, ProcessLookupError, PermissionError):  # ended meanwhile: holds nothing
+            continue
+    return total
+
+
+def bench_deployment(work: Path, reads: int) -> dict[str, object]:
+    """A whole night (seven forces) through ``xforce up``'s scheduler and executor: wall time from the
+    trigger to the run's end, and the peak summed PSS of every process of the deployment (api-server,
+    scheduler, dag-processor, triggerer, the validation service, and the task processes they start)."""
+    import socket
+
+    from xforce.airflow.deploy import Client
+
+    with socket.socket() as free:  # a port nothing listens on now
+        free.bind(("127.0.0.1", 0))
+        port = int(free.getsockname()[1])
+
+    data = work / f"deploy-{reads}"
+    shutil.rmtree(data, ignore_errors=True)
+    generate(data / "landing", reads, None, None)
+    env = {**fresh_env(data), "XFORCE_UI_PORT": str(port), "XFORCE_SETTLE_SECONDS": "0"}
+    xforce = str(BIN / "xforce")
+    up = subprocess.run([xforce, "up"], env=env, capture_output=True, text=True)
+    home = data / "airflow"
+    try:
+        if up.returncode != 0:
+            raise RuntimeError(f"xforce up failed:\n{up.stdout[-2000:]}{up.stderr[-2000:]}")
+        client = Client.of(home)
+        if client is None:
+            raise RuntimeError("the deployment is not answering")
+        sids = [int(json.loads(p.read_text())["pid"]) for p in (home / "deploy").glob("*.pid")]
+        idle = _sessions_pss(sids)
+        peak = idle
+        start = time.perf_counter()
+        run_id = client.trigger("xforce_nightly", f"night__{NIGHT}__bench", f"{NIGHT}T02:30:00+00:00", {"night": NIGHT})
+
+        def sample() -> None:
+            nonlocal peak
+            peak = max(peak, _sessions_pss(sids))
+
+        state = client.wait("xforce_nightly", run_id, timeout=3 * 3600, poll=sample)
+        wall = time.perf_counter() - start
+        if state != "success":
+            raise RuntimeError(f"the night ended {state}: see {home}/logs")
+    finally:
+        subprocess.run([xforce, "down"], env=env, capture_output=True, text=True)
+    shutil.rmtree(data, ignore_errors=True)
+    return {
+        "anpr_reads_per_force": reads,
+        "wall_s": round(wall, 1),
+        "pss_mb": round(peak / 2**20, 1),
+        "idle_pss_mb": round(idle / 2**20, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xforce_tools.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("mode", nargs="?", default="all", choices=["all", "duckdb", "naive"])
     parser.add_argument("paths", nargs="*")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000_000, 20_000_000])
-    parser.add_argument("--night-reads", nargs="+", type=int, default=[5_000, 1_000_000])
+    parser.add_argument("--sizes", nargs="*", type=int, default=[10_000_000, 20_000_000])
+    parser.add_argument("--night-reads", nargs="*", type=int, default=[5_000, 1_000_000])
+    parser.add_argument("--deploy-reads", nargs="*", type=int, default=[5_000, 1_000_000])
     parser.add_argument("--skip-naive", action="store_true", help="leave out (b), the slow naive task")
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--work", default=None, help="scratch folder (default: <out>/work)")
@@ -265,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     for reads in args.night_reads:
         nights.append(bench_night(work, reads))
         print(json.dumps(nights[-1]), flush=True)
-    results["ingest"], results["night"] = ingest, nights
+    deployment = []
+    for reads in args.deploy_reads:
+        deployment.append(bench_deployment(work, reads))
+        print(json.dumps(deployment[-1]), flush=True)
+    results["ingest"], results["night"], results["deployment"] = ingest, nights, deployment
     results["ratios"] = ratios(ingest)
     shutil.rmtree(work, ignore_errors=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -324,6 +396,16 @@ def render(results: dict[str, object]) -> str:
     for row in results["night"]:  # type: ignore[attr-defined]
         lines.append(
             f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['rss_mb']:.0f} | {row.get('pss_mb', 0):.0f} |"
+        )
+    lines += [
+        "",
+        "| whole night on `make up` (scheduler, LocalExecutor), ANPR reads per force | wall s | peak PSS MB "
+        "(every process) | idle PSS MB |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in results.get("deployment", []):  # type: ignore[attr-defined]
+        lines.append(
+            f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['pss_mb']:.0f} | {row['idle_pss_mb']:.0f} |"
         )
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["ratios"].items()]  # type: ignore[attr-defined]

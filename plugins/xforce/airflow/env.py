@@ -6,6 +6,7 @@ deployment; nothing here imports Airflow.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         env.setdefault(key, value)
     for key, value in NO_TELEMETRY.items():
         env[key] = value
+    env.update(lineage_env(settings, env))
     key_file = plate_key_file(settings, env)
     if key_file:
         env["XFORCE_HMAC_KEY_FILE"] = key_file
@@ -66,3 +68,40 @@ def plate_key_file(settings: Settings, env: dict[str, str]) -> str | None:
         return os.path.abspath(named)
     default = default_key_file(settings.data_dir)
     return default if os.path.exists(default) else None
+
+
+#: ``XFORCE_LINEAGE`` values that turn OpenLineage off.
+LINEAGE_OFF = frozenset({"off", "false", "0", "no", "none", "disabled"})
+
+
+def lineage_file(settings: Settings) -> str:
+    """Where OpenLineage events go by default: ``<data dir>/lineage/events.jsonl`` (one JSON event a line)."""
+    return os.path.join(os.path.abspath(settings.data_dir), "lineage", "events.jsonl")
+
+
+def lineage_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The OpenLineage provider's settings (``[openlineage]``), from ``XFORCE_LINEAGE``.
+
+    * unset or ``file``: events appended to :func:`lineage_file`, a local file: nothing leaves the machine;
+    * a path: events appended to that file instead (made absolute);
+    * ``off`` (:data:`LINEAGE_OFF`): the provider emits nothing.
+
+    An ``AIRFLOW__OPENLINEAGE__TRANSPORT``, ``__CONFIG_PATH`` or ``__CONFIG_CONN_ID`` already in ``env``
+    (a lineage server the deployment chose) wins over the file, unless ``XFORCE_LINEAGE=off``. The
+    namespace (``xforce``) and emitting in a thread rather than a forked process are defaults too.
+    """
+    choice = (env.get("XFORCE_LINEAGE") or "").strip()
+    if choice.lower() in LINEAGE_OFF:
+        return {"AIRFLOW__OPENLINEAGE__DISABLED": "True"}
+    out = {
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": env.get("AIRFLOW__OPENLINEAGE__NAMESPACE") or "xforce",
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": env.get("AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD") or "True",
+    }
+    chosen = any(
+        (env.get(f"AIRFLOW__OPENLINEAGE__{k}") or "").strip() for k in ("TRANSPORT", "CONFIG_PATH", "CONFIG_CONN_ID")
+    )
+    if not chosen:
+        path = lineage_file(settings) if choice.lower() in ("", "file", "on") else os.path.abspath(choice)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        out["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "file", "log_file_path": path, "append": True})
+    return out

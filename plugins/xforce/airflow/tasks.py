@@ -10,9 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import traceback
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
-from zoneinfo import ZoneInfo
 
 from xforce.context import Context
 from xforce.errors import ConfigError, NightBusyError, ProcessingError, XforceError
@@ -47,13 +46,17 @@ def _config_errors_fail_at_once(task: Callable[_P, _T]) -> Callable[_P, _T]:
 
 
 # ------------------------------------------------------------------------------ xforce_nightly
-def resolve_night(params: dict[str, Any], logical_date: datetime | None, timezone: str = "Europe/London") -> str:
-    """The night a run processes: the ``night`` param, else the local day before the run's date."""
+def resolve_night(params: dict[str, Any], interval_start: datetime | None, timezone: str = "Europe/London") -> str:
+    """The night a run processes: its ``night`` param, else the local date its data interval starts on
+    (:class:`~xforce.airflow.timetable.NightlyTimetable`: a scheduled run's logical date, the night;
+    a manual run's, the day before it was triggered)."""
+    from xforce.airflow.timetable import night_of
+
     if params.get("night"):
         return str(params["night"])
-    if logical_date is None:
-        raise ValueError("a run with no logical date needs the 'night' param")
-    return (logical_date.astimezone(ZoneInfo(timezone)) - timedelta(days=1)).date().isoformat()
+    if interval_start is None:
+        raise ValueError("a run with no data interval needs the 'night' param")
+    return night_of(interval_start, timezone)
 
 
 def _one_run_per_night(step: Callable[[], _T]) -> _T:
@@ -67,13 +70,17 @@ def _one_run_per_night(step: Callable[[], _T]) -> _T:
 
 
 @_config_errors_fail_at_once
-def plan_night(params: dict[str, Any], logical_date: datetime | None, run_id: str, timezone: str) -> str:
+def plan_night(params: dict[str, Any], interval_start: datetime | None, run_id: str, timezone: str) -> str:
     """``plan_night``: the night, held for this run; folders in landing that name no known force are recorded."""
-    night = resolve_night(params, logical_date, timezone)
+    night = resolve_night(params, interval_start, timezone)
     ctx = Context.from_env()
     _one_run_per_night(lambda: lease.hold_night(ctx, night, run_id))
     warn_loose_permissions(ctx, night, run_id)
     land.scan_landing(ctx, night, run_id)
+    if land.nothing_delivered(ctx, night):  # one alert for the night, not one per force and dataset
+        from xforce.quality.deadlines import alert_nothing_landed
+
+        alert_nothing_landed(ctx, night, run_id)
     return night
 
 
@@ -170,9 +177,14 @@ def _log_outcome(ctx: Context, outcome: Any) -> None:
 
 @_config_errors_fail_at_once
 def publish_night(night: str, run_id: str) -> list[dict[str, Any]]:
-    """``publish_night``: publish what this run staged, write the manifests, print the table."""
+    """``publish_night``: publish what this run staged, write the manifests, print the table; its
+    lineage (raw objects in, partitions out, with counts and schemas) and the curated Assets' event
+    metadata (:mod:`xforce.airflow.lineage`)."""
+    from xforce.airflow import lineage
+
     ctx = Context.from_env()
     _one_run_per_night(lambda: publish.publish_night(ctx, night, run_id))
+    lineage.report_publish(ctx, night, run_id)
     table = publish.night_table(ctx, night)
     print(publish.format_table(table))
     return table

@@ -31,6 +31,25 @@ def scan_landing(ctx: Context, night: str, run_id: str) -> list[str]:
     return unknown
 
 
+def nothing_delivered(ctx: Context, night: str) -> bool:
+    """Whether no force's landing holds a file for the night in any dataset (listings only; a force
+    delivering through its database may have delivered: not nothing)."""
+    from xforce.intake import sql_source
+    from xforce.store.connections import landing_for
+
+    for force in ctx.registry.forces:
+        landing, base = landing_for(ctx.settings, force)
+        for dataset in DATASETS:
+            if sql_source.source_for(ctx.settings.config_dir, ctx.settings.sql_dir, force, dataset):
+                return False
+            try:
+                if landing.list_files(layout.delivery_dir(base, dataset, night)):
+                    return False
+            except UnsafePathError:
+                return False  # something is there, if unusable: land_extract says what
+    return True
+
+
 def plan_night(ctx: Context, night: str, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, str]]:
     """Every force x dataset to look for."""
     return [{"night": night, "force": f, "dataset": d} for f in ctx.registry.forces for d in datasets]

@@ -85,6 +85,9 @@ class IntakeLimits:
     #: a landing file written less than this many seconds ago may still be uploading: taken later
     settle_seconds: int = 60
     max_field_chars: int = 4096
+    #: extracts validated at once on a deployment (the Airflow pool ``xforce_validate``): each holds a
+    #: Great Expectations worker and a batch in memory
+    validate_slots: int = 2
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,10 @@ import atexit
 import contextlib
 import functools
 import gc
+import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -183,7 +185,11 @@ def serve() -> int:
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever GX prints goes to stderr, never into a reply
-    refused = _prepare()
+    _serve_stream(requests, replies, _prepare())
+    return 0
+
+
+def _serve_stream(requests: IO[bytes], replies: IO[bytes], refused: str | None) -> None:
     while (body := _receive(requests)) is not None:
         frame_bytes, rest = pickle.loads(body)
         frame = pa.ipc.open_stream(frame_bytes).read_all()
@@ -201,10 +207,121 @@ def serve() -> int:
                 traceback.print_tb(exc.__traceback__, file=sys.stderr)
         del frame, frame_bytes
         _send(replies, pickle.dumps(reply, protocol=5))
+
+
+def serve_host(path: str) -> int:
+    """One validation service per host: GX is imported once, here, then each task that connects to
+    the Unix socket ``path`` gets a forked copy of this process, GX already loaded (a task's fixed
+    cost is a fork, not GX's import). The socket is private to this account (0600)."""
+    import socketserver
+
+    refused = _prepare()
+    os.dup2(2, 1)  # whatever GX prints goes to stderr
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            import socket
+
+            peer = struct.unpack("3i", self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            sys.stderr.write(f"gxworker: validating for process {peer} in process {os.getpid()}\n")
+            sys.stderr.flush()
+            _serve_stream(self.rfile, self.wfile, refused)  # type: ignore[arg-type]
+
+    class Server(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
+        block_on_close = False
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    old = os.umask(0o177)
+    try:
+        server = Server(path, Handler)
+    finally:
+        os.umask(old)
+    sys.stderr.write(f"gxworker: serving validations on {path}\n")
+    sys.stderr.flush()
+    with server:
+        server.serve_forever()
     return 0
 
 
 # ------------------------------------------------------------------------ the caller's half
+log = logging.getLogger(__name__)
+#: Seconds a batch's validation may take before its worker is stopped (a batch of 250,000 reads
+#: takes a few seconds; a worker that has not replied in this time is hung).
+REPLY_TIMEOUT = 300.0
+
+
+def reply_timeout() -> float:
+    """``XFORCE_GX_REPLY_TIMEOUT`` (seconds), else :data:`REPLY_TIMEOUT`."""
+    value = os.environ.get("XFORCE_GX_REPLY_TIMEOUT", "").strip()
+    return float(value) if value else REPLY_TIMEOUT
+
+
+class _HostService:
+    """A connection to the host's validation service (:func:`serve_host`): the same protocol as a
+    worker of its own, over a Unix socket, answered by a forked copy of the service."""
+
+    def __init__(self, path: str) -> None:
+        import socket
+
+        self.pid = os.getpid()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.requests, self.replies = self.sock.makefile("wb"), self.sock.makefile("rb")
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def alive(self) -> bool:
+        return not self.closed
+
+    def call(self, frame: pa.Table, rest: tuple[Any, ...]) -> list[SuiteResult]:
+        import socket
+
+        with self.lock:
+            timeout = reply_timeout()
+            fired = threading.Event()
+
+            def stop_waiting() -> None:
+                fired.set()
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+            watchdog = threading.Timer(timeout, stop_waiting)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                _send(self.requests, pickle.dumps((_encode_frame(frame), rest), protocol=5))
+                body = _receive(self.replies)
+            except OSError:
+                body = None
+            finally:
+                watchdog.cancel()
+            if body is None:
+                self.close()
+                if fired.is_set():
+                    raise ValidatorError(
+                        f"the validation service did not reply within {timeout:g} s (XFORCE_GX_REPLY_TIMEOUT)"
+                    )
+                raise ValidatorError("the validation service closed the connection; see its log")
+        return _results(body)
+
+    def close(self) -> None:
+        if self.closed or self.pid != os.getpid():
+            return
+        self.closed = True
+        for f in (self.requests, self.replies, self.sock):
+            with contextlib.suppress(OSError):
+                f.close()
+
+
+def _results(body: bytes) -> list[SuiteResult]:
+    status, value = pickle.loads(body)
+    if status != "ok":
+        raise ValidatorError(f"Great Expectations failed: {value}")
+    results: list[SuiteResult] = value
+    return results
+
+
 class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ, GX_ANALYTICS_ENABLED="false")
@@ -219,19 +336,35 @@ class _Worker:
     def call(self, frame: pa.Table, rest: tuple[Any, ...]) -> list[SuiteResult]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         with self.lock:
+            timeout = reply_timeout()
+            fired = threading.Event()
+
+            def stop_hung_worker() -> None:
+                fired.set()
+                self.proc.kill()
+
+            watchdog = threading.Timer(timeout, stop_hung_worker)  # a hung worker is killed, its task told
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 _send(self.proc.stdin, pickle.dumps((_encode_frame(frame), rest), protocol=5))
                 body = _receive(self.proc.stdout)
             except BrokenPipeError:
                 body = None
+            finally:
+                watchdog.cancel()
             if body is None:
                 code = self.proc.wait()
+                if fired.is_set() and code == -signal.SIGKILL:
+                    raise ValidatorError(
+                        f"the Great Expectations process did not reply within {timeout:g} s and was stopped "
+                        "(XFORCE_GX_REPLY_TIMEOUT)"
+                    )
                 raise ValidatorError(f"the Great Expectations process ended (exit code {code}); see its log above")
-        status, value = pickle.loads(body)
-        if status != "ok":
-            raise ValidatorError(f"Great Expectations failed: {value}")
-        results: list[SuiteResult] = value
-        return results
+        return _results(body)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def close(self) -> None:
         if self.pid != os.getpid():  # a forked child's copy: the worker belongs to the parent
@@ -246,7 +379,7 @@ class _Worker:
             self.proc.wait()
 
 
-_worker: _Worker | None = None
+_worker: _Worker | _HostService | None = None
 _start_lock = threading.Lock()
 
 
@@ -255,11 +388,21 @@ def start() -> None:
     _get()
 
 
-def _get() -> _Worker:
+def _get() -> _Worker | _HostService:
+    """The host's validation service when ``XFORCE_GX_SOCKET`` names one that answers, else a worker
+    of this process's own (started once, replaced when it died or after a fork)."""
     global _worker
     with _start_lock:
-        if _worker is None or _worker.pid != os.getpid() or _worker.proc.poll() is not None:
-            _worker = _Worker()
+        if _worker is None or _worker.pid != os.getpid() or not _worker.alive():
+            _worker = None
+            path = os.environ.get("XFORCE_GX_SOCKET", "").strip()
+            if path:
+                try:
+                    _worker = _HostService(path)
+                except OSError:  # not running (yet, or any more): this process validates on its own
+                    log.info("validation service at %s not answering: a worker of this process's own", path)
+            if _worker is None:
+                _worker = _Worker()
             atexit.register(_worker.close)
         return _worker
 
@@ -275,4 +418,6 @@ if __name__ == "__main__":
     # the module under its own name, so replies unpickle as xforce.quality.gxworker types
     from xforce.quality import gxworker
 
+    if len(sys.argv) == 3 and sys.argv[1] == "--host":  # the host's validation service (xforce up)
+        sys.exit(gxworker.serve_host(sys.argv[2]))
     sys.exit(gxworker.serve())

@@ -109,7 +109,7 @@ class Zones:
 
     @functools.cached_property
     def raw(self) -> Zone:
-        return open_zone(self.settings.raw)
+        return open_zone(self.settings.raw, private=True)  # the forces' files as sent: clear plates
 
     @functools.cached_property
     def staging(self) -> Zone:

@@ -281,12 +281,21 @@ class Ledger:
             ).first()
         return found is not None
 
+    def has_night_alert(self, night: str) -> bool:
+        """Whether a night-level alert (no force and dataset: nothing landed at all) was raised."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT 1 FROM xforce_events WHERE event = 'alert' AND night = :n AND force IS NULL"),
+                {"n": night},
+            ).first()
+        return found is not None
+
     def alert_counts(self, first: str, last: str) -> dict[str, int]:
         """Missing-extract alerts per force over the nights ``first``..``last`` (inclusive)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT force, count(*) FROM xforce_events WHERE event = 'alert' "
+                    "SELECT force, count(*) FROM xforce_events WHERE event = 'alert' AND force IS NOT NULL "
                     "AND night >= :a AND night <= :b GROUP BY force"
                 ),
                 {"a": first, "b": last},
