@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from xforce.airflow.assets import CURATED
+from xforce.airflow.links import extract_task
 from xforce.airflow.pools import VALIDATE_POOL
 from xforce.airflow.timetable import NightlyTimetable
 
@@ -83,7 +84,7 @@ def xforce_nightly() -> None:
 
         return tasks.plan_extracts(night, datasets)
 
-    @task(
+    @extract_task(  # @task, with links to the extract's page and the night's Data Docs
         map_index_template="{{ xforce_label }}",
         doc_md="Copy this force's files for the night from `landing/<force>/<dataset>/<night>/` to "
         "`raw/…/<sha256>/` (immutable; an identical re-delivery adds nothing). Ledger: landed or missing.",
@@ -95,7 +96,7 @@ def xforce_nightly() -> None:
         get_current_context()["xforce_label"] = f"{item['force']}/{item['dataset']}"  # type: ignore[typeddict-unknown-key]
         return tasks.land_extract(item, str(run_id))
 
-    @task(
+    @extract_task(  # @task, with links to the extract's page and the night's Data Docs
         map_index_template="{{ xforce_label }}",
         pool=VALIDATE_POOL,  # extracts validated at once: intake.validate_slots in config/forces.yaml
         doc_md="Normalise the raw copy to the canonical schema, validate it with `expectations/<dataset>.json` "

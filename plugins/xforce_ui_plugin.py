@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from xforce.airflow.links import DataDocsLink, ExtractPageLink
 from xforce.airflow.timetable import NightlyTimetable
 
 URL_PREFIX = "/xforce"
@@ -120,6 +121,7 @@ class _LazyApp:
 class XforceUiPlugin(AirflowPlugin):
     name = "xforce_ui"
     timetables = [NightlyTimetable]  # noqa: RUF012  (a custom timetable must be registered by a plugin)
+    operator_extra_links = [ExtractPageLink(), DataDocsLink()]  # noqa: RUF012  (so the UI shows them)
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "xforce data exchange"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {

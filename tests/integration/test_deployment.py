@@ -280,6 +280,29 @@ def test_validations_were_answered_by_the_hosts_service(deployment: dict[str, An
     assert deployment["pids"]["validation-service"] not in {int(copy) for _, copy in served}  # forked copies
 
 
+def test_each_extracts_tasks_link_to_its_page_and_the_nights_data_docs(
+    deployment: dict[str, Any], night: dict[str, Any]
+) -> None:
+    url, token, run_id = deployment["url"], night["token"], quote(night["run_id"], safe="")
+    code, body = call(f"{url}/api/v2/dags/xforce_nightly/dagRuns/{run_id}/taskInstances?limit=100", token)
+    assert code == 200, body
+    mapped = [t for t in json.loads(body)["task_instances"] if t["task_id"] in ("land_extract", "validate_extract")]
+    assert mapped
+    for ti in mapped:
+        force, dataset = ti["rendered_map_index"].split("/")
+        code, body = call(
+            f"{url}/api/v2/dags/xforce_nightly/dagRuns/{run_id}/taskInstances/{ti['task_id']}/links"
+            f"?map_index={ti['map_index']}",
+            token,
+        )
+        assert code == 200, body
+        links = json.loads(body)["extra_links"]
+        assert links["Extract in Data exchange"] == f"{url}/xforce/extract/{NIGHT}/{force}/{dataset}", links
+        assert links["Data Docs"] == f"{url}/xforce/docs/validation/date={NIGHT}/index.html", links
+        code, page = call(links["Extract in Data exchange"], token)
+        assert code == 200 and force in page, (code, page[:300])  # the link leads to the extract's page
+
+
 def test_task_logs_are_written_with_the_summary_and_no_plate(deployment: dict[str, Any], night: dict[str, Any]) -> None:
     run_logs = deployment["home"] / "logs" / "dag_id=xforce_nightly" / f"run_id={night['run_id']}"
     files = {

@@ -285,6 +285,7 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         wall = time.perf_counter() - start
         if state != "success":
             raise RuntimeError(f"the night ended {state}: see {home}/logs")
+        fixed = _fixed_costs(home, client.task_instances("xforce_nightly", run_id), run_id)
     finally:
         subprocess.run([xforce, "down"], env=env, capture_output=True, text=True)
     shutil.rmtree(data, ignore_errors=True)
@@ -293,7 +294,27 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         "wall_s": round(wall, 1),
         "pss_mb": round(peak / 2**20, 1),
         "idle_pss_mb": round(idle / 2**20, 1),
+        "task_fixed_s_median": round(sorted(fixed)[len(fixed) // 2], 2) if fixed else None,
+        "task_fixed_s_max": round(max(fixed), 2) if fixed else None,
     }
+
+
+def _fixed_costs(home: Path, tis: list[dict[str, object]], run_id: str) -> list[float]:
+    """Per validate task: seconds from the task's start to its first records read (its task log's
+    ``first records read`` line), for every validate task that read records."""
+    out = []
+    for ti in tis:
+        if ti["task_id"] not in ("validate_extract", "validate_seizures") or ti["state"] != "success":
+            continue
+        folder = home / "logs" / "dag_id=xforce_nightly" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+        started = datetime.fromisoformat(str(ti["start_date"]).replace("Z", "+00:00"))
+        for log in folder.glob(f"map_index={ti['map_index']}/*.log"):
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if "first records read" in line:
+                    at = datetime.fromisoformat(str(json.loads(line)["timestamp"]).replace("Z", "+00:00"))
+                    out.append((at - started).total_seconds())
+                    break
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,8 +421,8 @@ def render(results: dict[str, object]) -> str:
     lines += [
         "",
         "| whole night on `make up` (scheduler, LocalExecutor), ANPR reads per force | wall s | peak PSS MB "
-        "(every process) | idle PSS MB |",
-        "|---:|---:|---:|---:|",
+        "(every process) | idle PSS MB | validate task start to first records read, median / max s |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for row in results.get("deployment", []):  # type: ignore[attr-defined]
         lines.append(

@@ -571,6 +571,13 @@ class Client:
             time.sleep(1.0)
         return state
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances (``task_id``, ``map_index``, ``state``, ``start_date``, ...)."""
+        found: list[dict[str, Any]] = self._call(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
+            "task_instances"
+        ]
+        return found
+
     def backfill(self, dag_id: str, first: str, last: str) -> int:
         """Airflow's own backfill of the nights ``first``..``last`` (runs one at a time); its id.
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -404,7 +406,8 @@ class Ledger:
         """Append one audit row (``xforce_reidentifications``), committed, chained to the last; returns its id.
 
         The row takes the next position (``seq``) and ``row_hash = chain_hash(last row's hash, row)``.
-        Two writers racing for one position: the unique index refuses the second, which retries.
+        Two writers racing for one position: on PostgreSQL they queue on a transaction-scoped advisory
+        lock; on SQLite the unique index refuses the second, which retries after a short random pause.
         """
         row: dict[str, Any] = {
             "audit_id": uuid.uuid4().hex,
@@ -418,6 +421,8 @@ class Ledger:
         for attempt in range(20):
             try:
                 with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":  # appenders queue here: no lost race
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('xforce_reidentifications'))"))
                     last = conn.execute(
                         sa.text(
                             "SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL "
@@ -432,6 +437,7 @@ class Ledger:
             except sa.exc.IntegrityError:
                 if attempt == 19:
                     raise
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # SQLite: another writer won; again
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _chain_unchained(self, conn: sa.Connection) -> int:
