@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from xforce.dictionary import suite_version
+from xforce.exchange import publish
 from xforce.schemas import CANONICAL, DATASETS, SCHEMA_VERSION, quarantine_schema
 from xforce.store import layout
 
@@ -240,7 +241,7 @@ def report_publish(ctx: Context, night: str, run_id: str) -> NightLineage:
     """Called by ``publish_night`` after the publish: its lineage for OpenLineage, and the night's
     summary on each curated Asset's event. Outside a running task (a test calling the adapter) only
     the lineage is returned."""
-    manifests = {d: _read_manifest(ctx, d, night) for d in DATASETS}
+    manifests = {d: publish.read_manifest(ctx, d, night) for d in DATASETS}
     found = night_lineage(
         night,
         run_id,
@@ -275,11 +276,3 @@ def report_publish(ctx: Context, night: str, run_id: str) -> NightLineage:
         sum(d.rows or 0 for d in found.outputs if d.kind == "quarantine"),
     )
     return found
-
-
-def _read_manifest(ctx: Context, dataset: str, night: str) -> dict[str, Any]:
-    rel = layout.manifest(dataset, night)
-    if not ctx.zones.curated.exists(rel):
-        return {}
-    doc: dict[str, Any] = ctx.zones.curated.read_json(rel)
-    return doc

@@ -85,7 +85,7 @@ def _plan(ctx: Context, night: str, run_id: str) -> dict[str, dict[str, dict[str
     recorded = {(r["force"], r["dataset"]): r for r in ctx.ledger.extracts(night)}
     plan: dict[str, dict[str, dict[str, Any]]] = {}
     for dataset in DATASETS:
-        previous = _manifest(ctx, dataset, night)
+        previous = read_manifest(ctx, dataset, night)
         plan[dataset] = {}
         for force in ctx.registry.forces:
             row = recorded.get((force, dataset)) or {"status": "missing"}
@@ -116,7 +116,8 @@ def _plan(ctx: Context, night: str, run_id: str) -> dict[str, dict[str, dict[str
     return plan
 
 
-def _manifest(ctx: Context, dataset: str, night: str) -> dict[str, Any]:
+def read_manifest(ctx: Context, dataset: str, night: str) -> dict[str, Any]:
+    """The night's manifest of ``dataset`` in curated (empty when there is none)."""
     rel = layout.manifest(dataset, night)
     if not ctx.zones.curated.exists(rel):
         return {}

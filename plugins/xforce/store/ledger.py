@@ -62,6 +62,14 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _chain_head(conn: sa.Connection) -> tuple[int, str]:
+    """The audit chain's last position and row hash (``0`` and the genesis hash when it is empty)."""
+    last = conn.execute(
+        sa.text("SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")
+    ).first()
+    return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+
 class Ledger:
     def __init__(self, url: str, sql_dir: str, *, migrate: bool = True) -> None:
         self.url = url
@@ -423,15 +431,10 @@ class Ledger:
                 with self.engine.begin() as conn:
                     if self.engine.dialect.name == "postgresql":  # appenders queue here: no lost race
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('xforce_reidentifications'))"))
-                    last = conn.execute(
-                        sa.text(
-                            "SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL "
-                            "ORDER BY seq DESC LIMIT 1"
-                        )
-                    ).first()
-                    row["seq"] = int(last[0]) + 1 if last else 1
+                    seq, prev = _chain_head(conn)
+                    row["seq"] = seq + 1
                     row["at"] = datetime.now(UTC).isoformat(timespec="microseconds")
-                    row["row_hash"] = chain_hash(str(last[1]) if last else GENESIS, row)
+                    row["row_hash"] = chain_hash(prev, row)
                     conn.execute(sa.text(_AUDIT_INSERT), row)
                 return str(row["audit_id"])
             except sa.exc.IntegrityError:
@@ -442,12 +445,7 @@ class Ledger:
 
     def _chain_unchained(self, conn: sa.Connection) -> int:
         """Chain the audit rows that have no position yet (a ledger older than the chain), oldest first."""
-        last = conn.execute(
-            sa.text(
-                "SELECT seq, row_hash FROM xforce_reidentifications WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            )
-        ).first()
-        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        seq, prev = _chain_head(conn)
         rows = conn.execute(
             sa.text("SELECT * FROM xforce_reidentifications WHERE seq IS NULL ORDER BY at, audit_id")
         ).mappings()
