@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import time
 import uuid
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
@@ -16,6 +22,7 @@ from xforce.store import layout
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     import pytest
 
@@ -116,3 +123,55 @@ def s3_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+def kill_run_once_landed(argv: list[str], env: dict[str, str], ledger: Path, night: str) -> tuple[str, int]:
+    """Start an in-process ``xforce run`` (``argv``) and kill -9 it once the first extract of ``night``
+    is in the ledger (inside the DAG, its lease held); ``(run id holding the night, pid)``."""
+
+    def landed() -> bool:
+        try:
+            with sqlite3.connect(ledger) as con:
+                return bool(con.execute("SELECT count(*) FROM xforce_extracts WHERE night = ?", (night,)).fetchone()[0])
+        except sqlite3.Error:  # not created yet
+            return False
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not landed() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with sqlite3.connect(ledger) as con:
+        (run_id,) = con.execute("SELECT run_id FROM xforce_leases WHERE night = ?", (night,)).fetchone()
+    return str(run_id), proc.pid
+
+
+def landing_plates(landing: Path) -> set[str]:
+    """Every plate in the generated landing files (the contract's plate columns: ``vrm``, ``vehicle_reg``)."""
+    plates: set[str] = set()
+    for path in landing.rglob("*.csv"):
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            for row in csv.DictReader(f):
+                for column in ("vrm", "vehicle_reg"):
+                    value = (row.get(column) or "").strip()
+                    if len(value) >= 5:  # a plate, not an empty or truncated defect
+                        plates.add(value)
+    return plates
+
+
+@contextlib.contextmanager
+def context_of(env: dict[str, str]) -> Iterator[context.Context]:
+    """The exchange's context for another process's settings (its ``XFORCE_*`` variables), this
+    process's environment restored after."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("XFORCE_")}
+    for k in saved:
+        del os.environ[k]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("XFORCE_")})
+    try:
+        yield context.Context.from_env()
+    finally:
+        for k in [k for k in os.environ if k.startswith("XFORCE_")]:
+            del os.environ[k]
+        os.environ.update(saved)

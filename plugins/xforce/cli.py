@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from xforce.context import Context
     from xforce.settings import Settings
 
+#: Seconds a run on the deployment may stay queued before `xforce run` says what it waits behind.
+QUEUED_NOTICE = 30.0
 #: An extract of a night is done with once it reaches one of these (``validated`` waits only for publish).
 DONE = (*FINAL, "validated")
 
@@ -175,16 +177,24 @@ def cmd_generate(args: argparse.Namespace, out: Out) -> int:
     return OK
 
 
-def prepare_airflow() -> Settings:
-    """Configure this process for Airflow on the project's settings and migrate its metadata DB."""
+def _configure_airflow(settings: Settings) -> dict[str, str]:
+    """This process's environment set for Airflow on the project's settings; that environment."""
     from xforce.airflow.env import airflow_env
+
+    env = airflow_env(settings)
+    os.environ.update(env)
+    return env
+
+
+def prepare_airflow(ctx: Context | None = None, out: Out | None = None) -> Settings:
+    """Configure this process for Airflow on the project's settings and migrate its metadata DB;
+    with ``ctx``, mark failed the in-process runs whose process is gone (said on ``out``)."""
     from xforce.settings import Settings
 
     settings = Settings.from_env()
     ensure_dev_key(settings.data_dir)
-    env = airflow_env(settings)
+    env = _configure_airflow(settings)
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-    os.environ.update(env)
     # The migration runs in its own process, and Great Expectations is imported in its worker
     # process (xforce.quality.gxworker), while this one imports Airflow's DagBag: on two cores the fixed
     # costs overlap instead of adding up.
@@ -211,7 +221,23 @@ def prepare_airflow() -> Settings:
     from xforce.intake.contracts import load_registry
 
     ensure_pools(load_registry(settings.config_dir))  # before any run: a scheduler queues nothing without it
+    if ctx is not None:
+        _fail_dead_runs(ctx, out)
     return settings
+
+
+def _fail_dead_runs(ctx: Context, out: Out | None) -> None:
+    """Mark failed the DAG runs whose in-process ``xforce run`` was killed (:mod:`xforce.airflow.orphans`):
+    left ``running``, a scheduler would adopt them, and their night's lease would refuse the next run."""
+    from xforce.airflow.orphans import fail_dead_runs
+
+    _configure_airflow(ctx.settings)
+    for gone in fail_dead_runs(ctx.ledger):
+        if out is not None:
+            out.stage(
+                f"xforce: marked failed {gone['dag_id']} run {gone['run_id']} (night {gone['night']}): "
+                f"its `xforce run` process (pid {gone['pid']}) ended without finishing it"
+            )
 
 
 @dataclass(frozen=True)
@@ -247,6 +273,9 @@ def run_dag_test(night: str, run: NightRun | None = None) -> tuple[str, str]:
     env); ``(state, run_id)`` of the DAG run."""
     from airflow.dag_processing.dagbag import DagBag
 
+    from xforce.airflow.deploy import process_identity
+    from xforce.airflow.orphans import DRIVER_KEY
+
     run = run or NightRun.plan(night)
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
@@ -255,7 +284,10 @@ def run_dag_test(night: str, run: NightRun | None = None) -> tuple[str, str]:
     if dag is None:
         raise CliError("DAG xforce_nightly not found")
     started = datetime.now(UTC)
-    dr = dag.test(logical_date=run.logical_date, run_after=run.run_after, run_conf={"night": night})
+    # The driver recorded: should this process die mid-run, the run is marked failed, not adopted
+    # half-done by a scheduler (xforce.airflow.orphans).
+    conf = {"night": night, DRIVER_KEY: process_identity()}
+    dr = dag.test(logical_date=run.logical_date, run_after=run.run_after, run_conf=conf)
     _real_start(dag.dag_id, str(getattr(dr, "run_id", "")), started)
     return str(getattr(dr, "state", "unknown")), str(getattr(dr, "run_id", ""))
 
@@ -293,6 +325,8 @@ def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
     The caller holds the night for ``run.run_id`` (:func:`_hold`). A run that found the night held
     by another all the same (its lease lost inside the DAG) raises :class:`NightBusyError` with the
     holder."""
+    from xforce.airflow.task_logs import split_run_log
+
     night = run.night
     bar = Progress(out)
     tick = _extracts_done(ctx, night, bar)
@@ -300,7 +334,8 @@ def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
     try:
         if bar.active:
             tick()
-        with Poller(tick) if bar.active else contextlib.nullcontext():
+        logs = None if out.verbose else out.log  # captured output, split into each task's log file
+        with Poller(tick) if bar.active else contextlib.nullcontext(), split_run_log(logs):
             state, run_id = run_dag_test(night, run)
     finally:
         bar.close()
@@ -313,24 +348,47 @@ def _run_night(ctx: Context, run: NightRun, out: Out) -> tuple[str, float]:
 
 
 @contextlib.contextmanager
-def _hold(ctx: Context, run: NightRun) -> Iterator[None]:
+def _hold(ctx: Context, run: NightRun, out: Out | None = None) -> Iterator[None]:
     """The night held for ``run`` while the block runs (a second run is refused with
-    :class:`NightBusyError` at once); released at the end, when the run is over whatever its state."""
-    from xforce.exchange.lease import hold_night
+    :class:`NightBusyError` at once); released at the end, when the run is over whatever its state.
 
-    hold_night(ctx, run.night, run.run_id)
+    A night held by an in-process run whose process is gone on this host (a killed ``xforce run``)
+    is taken back at once: that run is marked failed (:func:`_fail_dead_runs`), not waited out."""
+    from xforce.exchange.lease import hold_night, lease_seconds
+
+    try:
+        ctx.ledger.acquire_lease(run.night, run.run_id, lease_seconds())
+    except NightBusyError:
+        if _holder_gone(ctx, run.night):
+            _fail_dead_runs(ctx, out)
+        hold_night(ctx, run.night, run.run_id)  # taken, or refused and recorded as `night_busy`
     try:
         yield
     finally:
         ctx.ledger.release_lease(run.night, run.run_id)
 
 
+def _holder_gone(ctx: Context, night: str) -> bool:
+    """Whether the night's lease names a process of this host that no longer runs."""
+    from xforce.airflow.deploy import process_alive
+
+    lease = ctx.ledger.lease(night) or {}
+    host, _, pid = str(lease.get("holder") or "").rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid), None)
+
+
 def _file_uri(uri: str) -> str:
     return f"file://{uri}" if uri.startswith("/") else uri
 
 
-def _ui_address() -> str | None:
-    """The Airflow UI's address when one answers (a deployment is up), else None."""
+def _ui_address(ctx: Context) -> str | None:
+    """The Airflow UI's address: the deployment's ``xforce up`` runs for these settings, or one that
+    answers at ``AIRFLOW__API__BASE_URL`` (default port 8080); else None."""
+    from xforce.airflow.deploy import home_of, status
+
+    now = status(home_of(ctx.settings))
+    if now.up and now.port:
+        return f"http://127.0.0.1:{now.port}"
     base = (os.environ.get("AIRFLOW__API__BASE_URL") or "http://127.0.0.1:8080").rstrip("/")
     parts = urlsplit(base)
     try:
@@ -358,7 +416,7 @@ def next_steps(ctx: Context, night: str) -> dict[str, str]:
         if zone.exists(layout.report_page(night)):
             report = _file_uri(zone.uri_of(layout.report_page(night)))
     steps["report"] = report
-    ui = _ui_address()
+    ui = _ui_address(ctx)
     steps["the UI"] = (
         f"{ui}/dags/xforce_nightly" if ui else "none running here (`make up` starts one: docs/operator-guide.md)"
     )
@@ -399,12 +457,26 @@ def _run_on_deployment(ctx: Context, client: Any, night: str, out: Out) -> tuple
     bar = Progress(out)
     tick = _extracts_done(ctx, night, bar)
 
-    with _hold(ctx, run):  # a second run of the night is refused at once; the DAG's tasks renew it
+    with _hold(ctx, run, out):  # a second run of the night is refused at once; the DAG's tasks renew it
         out.stage(f"xforce run {night}: on the deployment at {client.url}, run {run.run_id}")
         start = clock.monotonic()
         client.trigger("xforce_nightly", run.run_id, run.logical_date.isoformat(), {"night": night})
+        told = False
+
+        def watch(state: str) -> None:  # the bar; and why the run waits, when it waits behind another
+            nonlocal told
+            if bar.active:
+                tick()
+            if state == "queued" and not told and clock.monotonic() - start > QUEUED_NOTICE:
+                told = True
+                ahead = [r for r in client.running("xforce_nightly") if r != run.run_id]
+                out.stage(
+                    f"xforce run {night}: queued behind {', '.join(ahead) or 'another run'} "
+                    "(xforce_nightly runs one night at a time); waiting for it"
+                )
+
         try:
-            state = client.wait("xforce_nightly", run.run_id, timeout=6 * 3600, poll=tick if bar.active else None)
+            state = client.wait("xforce_nightly", run.run_id, timeout=6 * 3600, poll=watch)
         finally:
             bar.close()
     return state, clock.monotonic() - start, run.run_id
@@ -422,12 +494,12 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
     else:
         run = NightRun.plan(args.date)
         out.log = _log_path(ctx.settings, "run", args.date)
-        with _hold(ctx, run):  # before any Airflow work: a second run of the night is refused at once
+        with _hold(ctx, run, out):  # before any Airflow work: a second run of the night is refused at once
             if not out.verbose:
                 out.stage(f"xforce run {args.date}: Airflow's and GX's logs go to {out.log}")
             with capture(out, out.log):
                 start = clock.monotonic()
-                prepare_airflow()
+                prepare_airflow(ctx, out)
                 out.stage(
                     f"Airflow ready in {clock.monotonic() - start:.0f} s (metadata database migrated, DAGs loaded)"
                 )
@@ -487,11 +559,11 @@ def cmd_backfill(args: argparse.Namespace, out: Out) -> int:
             report(night, state)
     else:
         with capture(out, out.log):
-            settings = prepare_airflow()
+            settings = prepare_airflow(ctx, out)
             for night in nights:
                 run = NightRun.plan(night)
                 try:
-                    with _hold(ctx, run):
+                    with _hold(ctx, run, out):
                         state, _ = _run_night(ctx, run, out)
                 except NightBusyError as exc:  # held by another run, before or during this one: skipped
                     docs.append({"night": night, "state": "busy", "exit_code": FAILED, "problems": [f"{exc}: skipped"]})

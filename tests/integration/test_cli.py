@@ -314,6 +314,42 @@ def test_two_runs_of_one_night_at_once_one_publishes_the_other_refuses(tmp_path:
                 os.environ[k] = v
 
 
+def test_in_process_runs_write_each_task_trys_log_file_with_the_summary_and_no_plate(world) -> None:
+    """`xforce run` (dag.test, in this process) leaves each task try's log where Airflow's UI reads it,
+    as an executor would: the land, validate and publish logs carry the extract's summary, and no
+    task log holds a plate of the landed files."""
+    import sqlite3
+
+    from helpers import landing_plates
+
+    env = world["env"]
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as con:
+        run_ids = [r[0] for r in con.execute("SELECT run_id FROM dag_run WHERE dag_id = 'xforce_nightly'")]
+    logs = Path(env["AIRFLOW_HOME"]) / "logs" / "dag_id=xforce_nightly"
+    for run_id in run_ids:  # every run, the backfill's too
+        tasks = {
+            p.parent.name if p.parent.name.startswith("task_id=") else p.parent.parent.name
+            for p in (logs / f"run_id={run_id}").rglob("attempt=1.log")
+        }
+        assert {
+            "task_id=plan_night",
+            "task_id=land_extract",
+            "task_id=validate_extract",
+            "task_id=publish_night",
+        } <= tasks
+    night_run = logs / f"run_id={run_ids[-1]}"
+    validate = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=validate_extract/*/*.log"))
+    assert re.search(rf"{FORCE}/anpr_reads {NIGHT}: validated; received \d+, published \d+, quarantined \d+", validate)
+    assert re.search(r"Great Expectations, row-level suite: \d+ of \d+ expectations met", validate)
+    assert "Done. Returned value was" in validate
+    land = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=land_extract/*/*.log"))
+    assert "land_extract" not in validate and "Task started" in land  # each file holds its own task's part
+    plates = landing_plates(world["landing"])
+    assert len(plates) >= 50
+    leaks = [(str(p), plate) for p in logs.rglob("*.log") for plate in plates if plate in p.read_text(encoding="utf-8")]
+    assert leaks == []
+
+
 def test_runs_are_dated_by_their_night_and_started_when_they_started(world) -> None:
     """In Airflow's grid a run's logical date is its night (02:30 local on it) and its start the real one
     (``dag.test()`` would date it at the logical date, days before it ran)."""
@@ -338,3 +374,49 @@ def test_runs_are_dated_by_their_night_and_started_when_they_started(world) -> N
         assert timedelta(0) <= ended - began < timedelta(minutes=10), run_id  # real: minutes, not days
         assert began > datetime.fromisoformat(run_after).replace(tzinfo=UTC), run_id
     assert nights == sorted(nights)  # ordered by when they may run: the grid reads in night order
+
+
+def test_a_killed_run_is_marked_failed_and_its_night_taken_back_at_once(tmp_path: Path) -> None:
+    """kill -9 of an in-process `xforce run` mid-night leaves its DAG run `running` and its night's lease
+    held. The next `xforce run` of the night does not wait out the lease (900 s): it sees the holder's
+    process is gone, marks that run failed with a note saying why, records `run_abandoned`, takes the
+    night and publishes every record once."""
+    import sqlite3
+
+    from helpers import kill_run_once_landed
+
+    env = _env(tmp_path)
+    data = tmp_path / "data"
+    gen = xforce(env, "generate", "--date", NIGHT, "--out", str(data / "landing"), "--forces", FORCE)
+    assert gen.returncode == 0, gen.stderr
+    killed, pid = kill_run_once_landed([XFORCE, "run", "--date", NIGHT], env, data / "ledger.sqlite", NIGHT)
+
+    again = xforce(env, "run", "--date", NIGHT, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"marked failed xforce_nightly run {killed}" in again.stderr, again.stderr[-3000:]
+    assert "is being run by" not in again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["statuses"]["published"] == 3
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as con:
+        (state,) = con.execute("SELECT state FROM dag_run WHERE run_id = ?", (killed,)).fetchone()
+        notes = con.execute(
+            "SELECT content FROM dag_run_note JOIN dag_run ON dag_run.id = dag_run_note.dag_run_id "
+            "WHERE dag_run.run_id = ?",
+            (killed,),
+        ).fetchall()
+        unfinished = con.execute(
+            "SELECT count(*) FROM task_instance WHERE run_id = ? AND (state IS NULL OR state NOT IN "
+            "('success', 'failed', 'skipped', 'upstream_failed', 'removed'))",
+            (killed,),
+        ).fetchone()[0]
+    assert state == "failed" and unfinished == 0
+    assert notes and f"(pid {pid}) ended without finishing it" in notes[0][0]
+    with sqlite3.connect(data / "ledger.sqlite") as con:
+        abandoned = con.execute(
+            "SELECT run_id FROM xforce_events WHERE night = ? AND event = 'run_abandoned'", (NIGHT,)
+        ).fetchall()
+        rows = con.execute(
+            "SELECT rows_in, rows_published, rows_quarantined, status FROM xforce_extracts WHERE night = ?", (NIGHT,)
+        ).fetchall()
+    assert abandoned == [(killed,)]
+    assert len(rows) == 3 and all(s == "published" and n == p + q > 0 for n, p, q, s in rows), rows

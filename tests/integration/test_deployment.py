@@ -11,7 +11,6 @@ screenshot of the DAG page in headless Chromium, and ``xforce down`` leaving no 
 
 from __future__ import annotations
 
-import csv
 import http.server
 import importlib.util
 import json
@@ -33,6 +32,7 @@ import pytest
 from conftest import need_service
 from services import free_port, subset_config, wait_for
 
+from helpers import check_against_truth, context_of, kill_run_once_landed, landing_plates
 from xforce.store.ledger import open_ledger
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent
 XFORCE = str(BIN / "xforce")
 NIGHT = "2026-11-27"
+KILLED = "2026-11-25"  # an in-process `xforce run` of it is killed before `xforce up`
 FORCE = "norfolk"
 PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer", "validation-service")
 
@@ -116,17 +117,13 @@ def pids(home: Path) -> dict[str, int]:
     return out
 
 
-def landing_plates(landing: Path) -> set[str]:
-    """Every plate in the generated landing files (the contract's plate columns: ``vrm``, ``vehicle_reg``)."""
-    plates: set[str] = set()
-    for path in landing.rglob("*.csv"):
-        with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            for row in csv.DictReader(f):
-                for column in ("vrm", "vehicle_reg"):
-                    value = (row.get(column) or "").strip()
-                    if len(value) >= 5:  # a plate, not an empty or truncated defect
-                        plates.add(value)
-    return plates
+def generate(env: dict[str, str], data: Path, night: str, reads: int) -> dict[str, Any]:
+    """A night of FORCE generated into landing; the generator's truth for it (the next one replaces the file)."""
+    argv = ["generate", "--date", night, "--out", str(data / "landing"), "--forces", FORCE, "--anpr-reads", str(reads)]
+    gen = subprocess.run([XFORCE, *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    truth: dict[str, Any] = json.loads((data / "landing" / "_truth.json").read_text())
+    return truth
 
 
 # ------------------------------------------------------------------------------------ the deployment
@@ -146,6 +143,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
         }
     )
     home = data / "airflow"
+    # Before the deployment: an in-process run killed mid-night on the same data folder and Airflow home.
+    killed_truth = generate(env, data, KILLED, 200)
+    killed = kill_run_once_landed([XFORCE, "run", "--date", KILLED], env, data / "ledger.sqlite", KILLED)
     started = time.monotonic()
     first = subprocess.run([XFORCE, "up"], env=env, capture_output=True, text=True, timeout=600)
     up_seconds = time.monotonic() - started
@@ -161,6 +161,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
             "up_seconds": up_seconds,
             "pids": pids(home),
             "base": base,
+            "killed": killed,
+            "killed_truth": killed_truth,
         }
     finally:
         recorded = pids(home)
@@ -173,14 +175,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def night(deployment: dict[str, Any]) -> dict[str, Any]:
     env, data, url = deployment["env"], deployment["data"], deployment["url"]
-    gen = subprocess.run(
-        [XFORCE, "generate", "--date", NIGHT, "--out", str(data / "landing"), "--forces", FORCE, "--anpr-reads", "500"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert gen.returncode == 0, gen.stderr
+    truth = generate(env, data, NIGHT, 500)
     password = json.loads((deployment["home"] / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     token = login(url, "admin", password)
     started = time.monotonic()
@@ -200,6 +195,7 @@ def night(deployment: dict[str, Any]) -> dict[str, Any]:
         "state": state,
         "run_seconds": time.monotonic() - started,
         "extracts": ledger.extracts(NIGHT),
+        "truth": truth,
     }
 
 
@@ -215,6 +211,21 @@ def test_up_prints_the_ui_the_login_and_where_things_are(deployment: dict[str, A
     assert (home / "simple_auth_manager_passwords.json.generated").stat().st_mode & 0o077 == 0
     assert set(deployment["pids"]) == set(PROCESSES)
     print(f"xforce up: {deployment['up_seconds']:.0f} s")
+
+
+def test_up_marks_failed_an_in_process_run_killed_before_it(deployment: dict[str, Any]) -> None:
+    """A run `xforce run` drove in-process and was killed is not adopted half-done by the scheduler (it
+    would hold the night and queue every later run behind it): `xforce up` marks it failed, says so and
+    notes why on the run; `xforce run` of its night then runs on the deployment (the test below)."""
+    run_id, pid = deployment["killed"]
+    out = deployment["up"].stdout + deployment["up"].stderr
+    assert f"marked failed xforce_nightly run {run_id}" in out and f"(pid {pid})" in out, out
+    password = json.loads((deployment["home"] / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = login(deployment["url"], "admin", password)
+    code, body = call(f"{deployment['url']}/api/v2/dags/xforce_nightly/dagRuns/{quote(run_id, safe='')}", token)
+    assert code == 200, body
+    run = json.loads(body)
+    assert run["state"] == "failed" and f"(pid {pid}) ended without finishing it" in (run.get("note") or ""), run
 
 
 def test_processes_run_with_the_projects_settings(deployment: dict[str, Any]) -> None:
@@ -268,6 +279,8 @@ def test_the_triggered_night_publishes_with_exact_accounting(deployment: dict[st
         assert pq.read_metadata(data / "curated" / part).num_rows == row["rows_published"], dataset
         quarantined = data / "quarantine" / part
         assert (pq.read_metadata(quarantined).num_rows if quarantined.exists() else 0) == row["rows_quarantined"]
+    with context_of(deployment["env"]) as ctx:  # every planted defect quarantined with its reason, the rest once
+        check_against_truth(ctx, NIGHT, night["truth"])
 
 
 def test_validations_were_answered_by_the_hosts_service(deployment: dict[str, Any], night: dict[str, Any]) -> None:
@@ -380,33 +393,39 @@ def test_the_dag_page_in_chromium(deployment: dict[str, Any], night: dict[str, A
     assert white < 0.98 and colours > 20, (white, colours)
 
 
+def test_the_data_exchange_view_in_the_ui_in_chromium(deployment: dict[str, Any], night: dict[str, Any]) -> None:
+    """The Data exchange view inside Airflow's UI (its plugin page, the grid in the UI's frame), as an
+    operator logged in sees it: the night's published cells are drawn in the published colour."""
+    from xforce.html import STATUS_COLOURS
+
+    need_service(Path(UI.CHROMIUM).exists(), f"headless Chromium not found at {UI.CHROMIUM} (apt-get install chromium)")
+    target = f"{deployment['url']}/plugin/data-exchange"
+    handler = type("Login", (_Login,), {"token": night["token"], "target": target})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "deployment_data_exchange.png"
+        shot.unlink(missing_ok=True)
+        start = f"http://127.0.0.1:{server.server_address[1]}/"
+        UI.chromium(deployment["base"], "--window-size=1500,1100", f"--screenshot={shot}", start)
+    finally:
+        server.shutdown()
+        server.server_close()
+    img = E2E.decode_png(shot.read_bytes())[:, :, :3].astype(int)
+    published = [int(STATUS_COLOURS["published"][i : i + 2], 16) for i in (1, 3, 5)]
+    cells = (abs(img - published) <= 3).all(axis=2).sum()
+    assert cells > 500, cells  # the grid's published cells (and its legend), inside the UI's frame
+
+
 def test_xforce_run_and_backfill_run_on_the_deployment_when_it_is_up(
     deployment: dict[str, Any], night: dict[str, Any]
 ) -> None:
     """With a deployment up, `xforce run` triggers the night on it (named and dated by its night) and
     prints the same table; `xforce backfill` is Airflow's own backfill (run type backfill)."""
     env, data, url, token = deployment["env"], deployment["data"], deployment["url"], night["token"]
-    ran, filled = "2026-11-25", "2026-11-26"
-    for day in (ran, filled):
-        gen = subprocess.run(
-            [
-                XFORCE,
-                "generate",
-                "--date",
-                day,
-                "--out",
-                str(data / "landing"),
-                "--forces",
-                FORCE,
-                "--anpr-reads",
-                "200",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert gen.returncode == 0, gen.stderr
+    ran, filled = KILLED, "2026-11-26"  # `ran`: generated, and killed in-process, before `xforce up`
+    generate(env, data, filled, 200)
     run = subprocess.run([XFORCE, "run", "--date", ran], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"xforce_nightly for {ran}: run success" in run.stdout + run.stderr
@@ -434,6 +453,8 @@ def test_xforce_run_and_backfill_run_on_the_deployment_when_it_is_up(
     for day in (ran, filled):
         rows = ledger.extracts(day)
         assert {r["status"] for r in rows if r["force"] == FORCE} == {"published"}, day
+    with context_of(env) as ctx:  # the night `xforce run` ran, after its in-process run was killed mid-night
+        check_against_truth(ctx, ran, deployment["killed_truth"])
 
 
 def test_down_stops_every_process_and_a_second_down_is_harmless(deployment: dict[str, Any]) -> None:

@@ -277,7 +277,7 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         start = time.perf_counter()
         run_id = client.trigger("xforce_nightly", f"night__{NIGHT}__bench", f"{NIGHT}T02:30:00+00:00", {"night": NIGHT})
 
-        def sample() -> None:
+        def sample(_state: str = "") -> None:
             nonlocal peak
             peak = max(peak, _sessions_pss(sids))
 

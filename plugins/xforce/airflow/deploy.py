@@ -57,9 +57,12 @@ USERS = "admin:admin"
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 READY_TIMEOUT = 300.0
 #: Creates the hub's pools (:func:`xforce.airflow.pools.ensure_pools`) in the deployment's metadata database.
-POOLS = (
-    "from xforce.airflow.pools import ensure_pools; from xforce.intake.contracts import load_registry; "
-    "from xforce.settings import Settings; print(ensure_pools(load_registry(Settings.from_env().config_dir)))"
+# Run after the migration, before the scheduler starts: the hub's pools (it queues nothing without
+# them), and in-process runs whose `xforce run` was killed marked failed (it would adopt them half-done).
+PREPARE = (
+    "import json; from xforce.airflow.pools import ensure_pools; from xforce.airflow.orphans import fail_dead_runs; "
+    "from xforce.context import Context; ctx = Context.from_env(); print(ensure_pools(ctx.registry)); "
+    "print(json.dumps({'abandoned': fail_dead_runs(ctx.ledger)}))"
 )
 STOP_TIMEOUT = 30.0
 
@@ -202,6 +205,20 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_alive(pid: int, start: str | None) -> bool:
+    """Whether ``pid`` still runs and is the process that had it (its start time ``start``, when known)."""
+    if not _running(pid):
+        return False
+    now = _start_time(pid)
+    return start is None or now is None or now == start
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """This process (or ``pid``) as :func:`process_alive` recognises it later: host, pid, start time."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_time(pid)}
 
 
 def _members(sid: int) -> list[int]:
@@ -420,6 +437,9 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the api-server binds (SO_REUSEADDR): the connections of a deployment just stopped,
+        # left in TIME-WAIT, do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -464,11 +484,18 @@ def up(
         with open(home / ".xforce-migrate.lock", "a") as lock, open(run_dir(home) / "migrate.log", "ab") as log:
             fcntl.flock(lock, fcntl.LOCK_EX)  # not while an `xforce run` on this home migrates
             migrated = subprocess.run([_airflow(), "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
-            if migrated.returncode == 0:  # the hub's pools, before the scheduler: it queues nothing without them
-                migrated = subprocess.run([sys.executable, "-c", POOLS], env=env, stdout=log, stderr=subprocess.STDOUT)
+            if migrated.returncode == 0:
+                migrated = subprocess.run([sys.executable, "-c", PREPARE], env=env, stdout=subprocess.PIPE, stderr=log)
+                log.write(migrated.stdout or b"")
         if migrated.returncode != 0:
             raise DeployError(
                 f"migrating or making the pools failed (exit {migrated.returncode}): see {run_dir(home)}/migrate.log"
+            )
+        said = [ln for ln in (migrated.stdout or b"").splitlines() if ln.startswith(b'{"abandoned"')]
+        for gone in json.loads(said[-1])["abandoned"] if said else []:
+            say(
+                f"xforce up: marked failed {gone['dag_id']} run {gone['run_id']}: its `xforce run` process "
+                f"(pid {gone['pid']}) ended without finishing it; run night {gone['night']} again"
             )
         procs = {name: _start(name, port, env, home) for name in PROCESSES}
         state = {"port": port, "url": f"http://127.0.0.1:{port}", "data_dir": settings.data_dir}
@@ -516,6 +543,8 @@ def describe(dep: Deployment) -> list[str]:
         f"  data          {dep.data_dir}  (landing, raw, curated, quarantine, docs, the ledger)",
         f"  task logs     {dep.task_logs}",
         f"  process logs  {dep.process_logs}/<process>.log",
+        "  run a night   xforce run --date YYYY-MM-DD  (runs on this deployment and waits; `xforce backfill "
+        "--from D --to D` is Airflow's backfill)",
         "  DAGs start paused: trigger a night from the UI (xforce_nightly > Trigger, param night) or unpause them",
         "  stop          make down  (xforce down)",
     ]
@@ -560,16 +589,22 @@ class Client:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self._call(f"dags/{dag_id}/dagRuns/{run_id}")["state"])
 
-    def wait(self, dag_id: str, run_id: str, timeout: float, poll: Callable[[], None] | None = None) -> str:
-        """Wait for the run to end: ``success`` or ``failed`` (``timeout`` when it has not ended)."""
+    def wait(self, dag_id: str, run_id: str, timeout: float, poll: Callable[[str], None] | None = None) -> str:
+        """Wait for the run to end: ``success`` or ``failed`` (``timeout`` when it has not ended);
+        ``poll`` is given the run's state at every look."""
         deadline = time.monotonic() + timeout
         while (state := self.run_state(dag_id, run_id)) not in ("success", "failed"):
             if time.monotonic() > deadline:
                 return "timeout"
             if poll is not None:
-                poll()
+                poll(state)
             time.sleep(1.0)
         return state
+
+    def running(self, dag_id: str) -> list[str]:
+        """Ids of the DAG's runs now running."""
+        doc = self._call(f"dags/{dag_id}/dagRuns?state=running&limit=20")
+        return [str(r["dag_run_id"]) for r in doc["dag_runs"]]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's task instances (``task_id``, ``map_index``, ``state``, ``start_date``, ...)."""
