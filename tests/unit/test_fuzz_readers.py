@@ -228,3 +228,23 @@ def test_hostile_records_are_quarantined_one_by_one_and_the_rest_keep_their_numb
     assert report.records == len(body) == count_records(io.BytesIO(raw), contract, registry.intake)
     oversized = {i + 1 for i, (_, kind) in enumerate(body) if kind == "oversized"}
     assert {r for r, reason in rejected.items() if reason == "oversized_record"} == oversized
+
+
+@pytest.mark.parametrize(("force", "dataset"), [("norfolk", "anpr_reads"), ("cambridgeshire", "incidents")])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    lines=st.lists(
+        st.binary(max_size=40) | st.sampled_from([b"", b" ", b"\r", b"\t \r", b'"a,"b"', b"x\ry"]), max_size=30
+    ),
+    shift=st.integers(0, 4096),
+)
+def test_the_count_holds_across_chunk_boundaries(force: str, dataset: str, lines: list[bytes], shift: int) -> None:
+    """Files of a few MiB, so that lines, blank lines, CRs and unfinished lines fall across the 1 MiB
+    chunks ``count_records`` reads in: its count equals the plainest one."""
+    registry = load_registry(Settings.from_env().config_dir)
+    contract = registry.contract(force, dataset)
+    fmt = "jsonl" if contract.format == "jsonl" else "csv"
+    block = b"\n".join(lines) + b"\n" if lines else b"\n"
+    plain = b"h\n" + b"x" * shift + block * (2_500_000 // len(block) + 1)
+    raw = gzip.compress(plain, compresslevel=1, mtime=0) if contract.compression == "gzip" else plain
+    assert count_records(io.BytesIO(raw), contract, IntakeLimits()) == expected_records(plain, fmt)

@@ -426,7 +426,8 @@ def render(results: dict[str, object]) -> str:
     ]
     for row in results.get("deployment", []):  # type: ignore[attr-defined]
         lines.append(
-            f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['pss_mb']:.0f} | {row['idle_pss_mb']:.0f} |"
+            f"| {row['anpr_reads_per_force']:,} | {row['wall_s']} | {row['pss_mb']:.0f} | {row['idle_pss_mb']:.0f} "
+            f"| {row.get('task_fixed_s_median')} / {row.get('task_fixed_s_max')} |"
         )
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["ratios"].items()]  # type: ignore[attr-defined]

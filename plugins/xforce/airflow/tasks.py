@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from xforce.context import Context
 from xforce.errors import ConfigError, NightBusyError, ProcessingError, XforceError
-from xforce.exchange import land, late, lease, process, publish, tuning
-from xforce.privacy import retention
+from xforce.exchange import land, lease
 from xforce.redaction import describe_error
-from xforce.reports import queries as reports
 from xforce.store.connections import loose_zone_permissions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+
+    from xforce.privacy.retention import Policy
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -130,6 +130,8 @@ def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
     """``validate_extract``: a missing extract is skipped, an unusable one fails its task (others go on)."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+    from xforce.exchange import process, tuning  # here, not at the top: each task imports only its own
+
     if ref["status"] == "missing":
         raise AirflowSkipException(f"no {ref['dataset']} extract from {ref['force']} for {ref['night']}")
     if ref["status"] == "quarantined":
@@ -181,6 +183,7 @@ def publish_night(night: str, run_id: str) -> list[dict[str, Any]]:
     lineage (raw objects in, partitions out, with counts and schemas) and the curated Assets' event
     metadata (:mod:`xforce.airflow.lineage`)."""
     from xforce.airflow import lineage
+    from xforce.exchange import publish
 
     ctx = Context.from_env()
     _one_run_per_night(lambda: publish.publish_night(ctx, night, run_id))
@@ -201,6 +204,8 @@ def on_validate_skipped(context: Mapping[str, Any]) -> dict[str, Any] | None:
 @_config_errors_fail_at_once
 def build_reports(params: dict[str, Any], triggering_asset_events: Any) -> list[dict[str, str]]:
     """``build_reports``: every report for the nights the triggering runs published (and the latest)."""
+    from xforce.reports import queries as reports
+
     ctx = Context.from_env()
     run_ids = reports.source_run_ids(triggering_asset_events)
     nights = reports.nights_to_report(ctx.ledger, run_ids, params.get("night"))
@@ -211,6 +216,8 @@ def build_reports(params: dict[str, Any], triggering_asset_events: Any) -> list[
 @_config_errors_fail_at_once
 def find_late_nights() -> list[dict[str, Any]]:
     """``find_late_nights``: one trigger (run id and conf) per night with late extracts."""
+    from xforce.exchange import late
+
     found = late.find_late_nights(Context.from_env())
     for n in found:
         print(f"{n.night}: " + "; ".join(f"{e.force}/{e.dataset} {e.reason}" for e in n.extracts))
@@ -218,10 +225,12 @@ def find_late_nights() -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- xforce_retention
-def _retention_day(params: dict[str, Any], policy: retention.Policy) -> date:
+def _retention_day(params: dict[str, Any], policy: Policy) -> date:
     """The ``today`` param (default: today, local); more than a day ahead of the clock is refused
     (it would delete data not yet past its retention), as ``xforce retention`` refuses it without ``--force``."""
     from airflow.sdk.exceptions import AirflowFailException
+
+    from xforce.privacy import retention
 
     if not params.get("today"):
         return policy.today()
@@ -237,6 +246,8 @@ def _retention_day(params: dict[str, Any], policy: retention.Policy) -> date:
 @_config_errors_fail_at_once
 def plan_retention(params: dict[str, Any]) -> list[dict[str, Any]]:
     """``plan_retention``: the expired folders as small dicts (paths only), printed for the log."""
+    from xforce.privacy import retention
+
     ctx = Context.from_env()
     policy = retention.load_policy(ctx.settings.config_dir)
     expired = retention.plan(ctx.settings, policy, _retention_day(params, policy))
@@ -247,6 +258,8 @@ def plan_retention(params: dict[str, Any]) -> list[dict[str, Any]]:
 @_config_errors_fail_at_once
 def apply_retention(params: dict[str, Any], planned: list[dict[str, Any]], run_id: str) -> dict[str, Any]:
     """``apply_retention``: delete the planned folders that are still expired (none in a dry run)."""
+    from xforce.privacy import retention
+
     if params.get("dry_run"):
         print("dry run: nothing deleted")
         return {"dry_run": True, "deleted": 0, "planned": len(planned)}

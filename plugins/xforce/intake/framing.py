@@ -159,15 +159,24 @@ class CsvFramer:
         has_cr = (lengths > 0) & (arr[np.maximum(ends - 1, 0)] == 13)
         content = lengths - has_cr
         empty = content == 0
-        quotes = np.cumsum(arr == 34, dtype=np.int64)
-        before = np.where(starts > 0, quotes[np.maximum(starts - 1, 0)], 0)
-        unbalanced = ((quotes[ends] - before) & 1) == 1
+        # Counts per line by searching the positions of quotes, delimiters and CRs (few, or none: then
+        # the search is skipped), not by a running count of every byte.
         delims = np.flatnonzero(arr == self.delimiter)
-        line = np.searchsorted(ends, delims)
-        outside = ((quotes[delims] - before[line]) & 1) == 0
-        fields = np.bincount(line[outside], minlength=len(ends)) + 1
-        crs = np.cumsum(arr == 13, dtype=np.int64)
-        stray_cr = (crs[ends] - np.where(starts > 0, crs[np.maximum(starts - 1, 0)], 0) - has_cr) > 0
+        if b'"' in complete:
+            quotes = np.flatnonzero(arr == 34)
+            before = np.searchsorted(quotes, starts)  # quotes before each line
+            unbalanced = ((np.searchsorted(quotes, ends) - before) & 1) == 1
+            line = np.searchsorted(ends, delims)
+            outside = ((np.searchsorted(quotes, delims) - before[line]) & 1) == 0
+            fields = np.bincount(line[outside], minlength=len(ends)) + 1
+        else:  # no quote: every delimiter separates two fields
+            unbalanced = np.zeros(len(ends), dtype=bool)
+            fields = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+        if b"\r" in complete:
+            crs = np.flatnonzero(arr == 13)
+            stray_cr = (np.searchsorted(crs, ends) - np.searchsorted(crs, starts) - has_cr) > 0
+        else:
+            stray_cr = np.zeros(len(ends), dtype=bool)
         oversized = content > self.max_record
         bad = ~empty & (oversized | unbalanced | stray_cr | (fields != self.fields))
         if not bad.any():
@@ -258,16 +267,17 @@ def count_records(stream: Any, contract: DatasetContract, limits: IntakeLimits) 
         if not chunk:
             break
         arr = np.frombuffer(chunk, dtype=np.uint8)
-        content = ~np.isin(arr, _WHITESPACE) if jsonl else (arr != 10) & (arr != 13)
+        # Bytes that are not content: white space (JSON Lines) or the line ends (CSV), by position.
+        blank = np.flatnonzero(np.isin(arr, _WHITESPACE) if jsonl else (arr == 10) | (arr == 13))
         ends = np.flatnonzero(arr == 10)
         if len(ends) == 0:
-            pending = pending or bool(content.any())
+            pending = pending or len(blank) < len(arr)
             continue
-        seen = np.cumsum(content, dtype=np.int64)
-        at_end = seen[ends]
-        per_line = np.diff(np.concatenate(([0], at_end))) > 0
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        per_line = (ends + 1 - starts) > (np.searchsorted(blank, ends, side="right") - np.searchsorted(blank, starts))
         per_line[0] = per_line[0] or pending
         count += int(per_line.sum())
-        pending = bool(seen[-1] - at_end[-1] > 0)
+        tail = len(arr) - int(ends[-1]) - 1
+        pending = tail > len(blank) - int(np.searchsorted(blank, ends[-1], side="right"))
     count += int(pending)
     return count - 1 if contract.format == "csv" and count else count

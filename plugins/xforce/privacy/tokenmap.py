@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from xforce.errors import KeyMismatchError, ReidentificationRefused, VolatileLedgerError, XforceError
@@ -39,6 +38,8 @@ from xforce.store.zones import PARQUET_OPTIONS, Zone, safe_relpath
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+    import pyarrow.dataset as pads
 
     from xforce.store.ledger import Ledger
 
@@ -137,6 +138,8 @@ def remember_tokens(
 
 
 def _map_dataset(zone: Zone, rel: str) -> pads.Dataset | None:
+    import pyarrow.dataset as pads  # here: every validate task imports this module, few read the map
+
     if not zone.is_dir(rel):
         return None
     return pads.dataset(zone.full(rel), filesystem=zone.fs, format="parquet", schema=MAP_SCHEMA)
@@ -154,7 +157,7 @@ def lookup(restricted: Zone | str, token: str) -> tuple[str, str] | None:
     data = _map_dataset(zone, TOKEN_MAP)
     if data is None:
         return None
-    hit = data.to_table(filter=pads.field("token") == token, columns=["plate", "key_version"])
+    hit = data.to_table(filter=pc.field("token") == token, columns=["plate", "key_version"])
     if hit.num_rows == 0:
         return None
     return str(hit.column("plate")[0].as_py()), str(hit.column("key_version")[0].as_py())
@@ -166,7 +169,7 @@ def _load_map(zone: Zone, rel: str, tokens: Iterable[str] | None = None) -> dict
         return {}
     flt = None
     if tokens is not None:
-        flt = pads.field("token").isin(pa.array(sorted(set(tokens)), pa.string()))
+        flt = pc.field("token").isin(pa.array(sorted(set(tokens)), pa.string()))
     t = data.to_table(filter=flt, columns=["token", "plate"])
     return dict(zip(t.column("token").to_pylist(), t.column("plate").to_pylist(), strict=True))
 
