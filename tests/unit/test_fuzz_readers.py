@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import itertools
+import json
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from xforce.errors import ExtractError
 from xforce.intake.contracts import IntakeLimits, load_registry
 from xforce.intake.framing import count_records
 from xforce.intake.normalise import normalise
-from xforce.intake.readers import ReadReport, read_extract
+from xforce.intake.readers import ReadReport, Reject, read_extract
 from xforce.settings import Settings
 from xforce_tools.generate import generate_night
 
@@ -248,3 +250,111 @@ def test_the_count_holds_across_chunk_boundaries(force: str, dataset: str, lines
     plain = b"h\n" + b"x" * shift + block * (2_500_000 // len(block) + 1)
     raw = gzip.compress(plain, compresslevel=1, mtime=0) if contract.compression == "gzip" else plain
     assert count_records(io.BytesIO(raw), contract, IntakeLimits()) == expected_records(plain, fmt)
+
+
+# --------------------------------------------------------------- the JSON Lines fast path
+# ``_read_jsonl`` decodes with msgspec and renders fields itself, and falls back to the reference
+# (``parse_record``: json.loads, ``_as_text``) for anything msgspec refuses. These two properties
+# prove the fast path gives the reference's answer, line by line, and the bulk line splitter the
+# plainest split's.
+JSON_KEYS = ["ref", "plate", "camera", "location", "lat", "lon", "id", "observed", "x", "é", "\ud800"]
+JSON_TEXT = st.text(alphabet=st.characters(codec=None), max_size=12) | st.sampled_from(
+    ["", " ", "\x1c AB12 CDE \u3000", "\ud83d\ude00", "\ud800", "1e400", "NaN"]
+)
+JSON_NUMBERS = (
+    st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.0, -0.0, 1.0, 1e16, 1e-5, 52.54692, 0.1 + 0.2, 2**63, -(2**63) - 1])
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | JSON_NUMBERS | JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(JSON_KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+JSON_PATHS = [["ref"], ["observed"], ["camera", "id"], ["camera", "location", "lat"], ["plate"], ["x", "\ud800"]]
+JSON_FIELD = JSON_TEXT | JSON_NUMBERS | JSON_VALUES
+#: an ANPR read's shape (eastern_jsonl), each part present or not, of any JSON type
+JSON_RECORDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "ref": JSON_FIELD,
+        "observed": JSON_FIELD,
+        "camera": st.fixed_dictionaries(
+            {}, optional={"id": JSON_FIELD, "location": st.fixed_dictionaries({}, optional={"lat": JSON_FIELD})}
+        )
+        | JSON_FIELD,
+        "plate": JSON_FIELD,
+        "x": st.dictionaries(st.sampled_from(JSON_KEYS), JSON_FIELD, max_size=2),
+    },
+)
+
+
+def _json_line(value: object, ascii_only: bool, edits: list[tuple[int, int, bytes]]) -> bytes:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    line = text.encode("utf-8", "surrogatepass")  # a lone surrogate with ensure_ascii=False: CESU bytes
+    return mutate(line, edits, None) if edits else line
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(
+    value=JSON_RECORDS | st.dictionaries(st.sampled_from(JSON_KEYS), JSON_VALUES, max_size=6) | JSON_VALUES,
+    ascii_only=st.booleans(),
+    edits=st.lists(
+        st.tuples(st.integers(0, 200), st.integers(0, 3), st.sampled_from(SPECIAL) | st.binary(max_size=3)),
+        max_size=2,
+    ),
+)
+def test_the_fast_json_path_gives_the_reference_answer(value: object, ascii_only: bool, edits) -> None:
+    import msgspec
+
+    from xforce.intake.readers import _fast_record, _key_paths, parse_record
+
+    line = _json_line(value, ascii_only, edits)
+    reference = parse_record(line, JSON_PATHS)
+    fast = _fast_record(line, JSON_PATHS, msgspec.json.Decoder().decode)
+    if fast is None:  # taken by the reference
+        dumped = json.dumps(value)
+        plain = isinstance(value, dict) and not edits and "NaN" not in dumped and "Infinity" not in dumped
+        plain = plain and "\\ud8" not in dumped.lower() and "\\ud9" not in dumped.lower()
+        plain = plain and not any("\\ud" + c in dumped.lower() for c in "abcdef")  # no lone surrogate
+        # a plain object (no NaN, no lone surrogate, numbers a double holds) is the fast path's
+        assert not (plain and all(abs(n) < 1e300 for n in _numbers(value))), line
+        return
+    assert not isinstance(reference, Reject), (reference, line)
+    obj, values = fast
+    assert values == reference[1]
+    assert obj == reference[0]
+    assert _key_paths(obj, None) == _key_paths(reference[0], None)  # the same keys, in the same order
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value) if abs(value) < 1e308 else 1e308]
+    items = value.values() if isinstance(value, dict) else value
+    return [n for item in items for n in _numbers(item)]  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    lines=st.lists(st.binary(max_size=30) | st.sampled_from([b"", b" ", b"x" * 64]), max_size=20),
+    cuts=st.lists(st.integers(0, 700), max_size=8),
+    max_line=st.integers(1, 40),
+    terminated=st.booleans(),
+)
+def test_the_line_splitter_gives_the_plainest_split(lines: list[bytes], cuts, max_line: int, terminated: bool) -> None:
+    from xforce.intake.readers import OVERSIZED, _LineReader
+
+    lines = [line.replace(b"\n", b"") for line in lines]
+    data = b"\n".join(lines) + (b"\n" if terminated and lines else b"")
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+    got = list(_LineReader(iter(chunks), max_line).lines())
+    parts = data.split(b"\n")
+    ended = parts.pop() if parts else b""  # what follows the last "\n" (nothing when terminated)
+    expected = [OVERSIZED if len(p) + 1 > max_line else p for p in parts]
+    if ended:
+        expected.append(OVERSIZED if len(ended) > max_line else ended)
+    assert got == expected
