@@ -4,14 +4,18 @@
 For each of the seven forces and each dataset (incidents, ANPR reads, seizures):
 
 1. **plan_night**: work out the night (the run's logical date, the local day before the 02:30 run; or the `night`
-   param) and list force x dataset. Scheduled runs are named `night__<night>`.
-2. **land_extract**: copy the force's files from the landing zone to the immutable raw zone with their SHA-256
-   (an identical re-delivery is a no-op). No files: the extract is *missing* and its next tasks are skipped.
-3. **validate_extract**: normalise to the canonical schema, validate with the Great Expectations suite in
-   `expectations/`, pseudonymise plates, split valid rows from quarantined rows (each with its reason), stage.
-   Seizures run after incidents so each can be checked against its incident. Then the table-level suite and
-   schema drift (`config/quality.yaml`): a critical failure quarantines the extract, warnings are flagged; results
-   go to `docs/validation/`. A missing extract raises an alert (ledger event `alert`) once past its cut-off.
+   param). Scheduled runs are named `night__<night>`. **plan_incidents**, **plan_anpr_reads**, **plan_seizures**
+   list the forces for each dataset.
+2. **land_incidents**, **land_anpr_reads**, **land_seizures**: copy the force's files from the landing zone to the
+   immutable raw zone with their SHA-256 (an identical re-delivery is a no-op). No files: the extract is *missing*
+   and its next tasks are skipped.
+3. **validate_incidents**, **validate_anpr_reads**, **validate_seizures**: normalise to the canonical schema,
+   validate with the Great Expectations suite in `expectations/`, pseudonymise plates, split valid rows from
+   quarantined rows (each with its reason), stage. Each dataset starts once its own extracts have landed; seizures
+   wait for incidents so each can be checked against its incident, ANPR reads run beside both. Then the table-level
+   suite and schema drift (`config/quality.yaml`): a critical failure quarantines the extract, warnings are
+   flagged; results go to `docs/validation/`. A missing extract raises an alert (ledger event `alert`) once past
+   its cut-off.
 4. **publish_night**: move every staged extract into `curated/dataset=…/date=…/force=…` and
    `quarantine/…` (one file per partition, replaced atomically), write `_manifest.json` per dataset and night,
    and print the force x dataset table. Runs whatever happened upstream: one force never holds back the others.
@@ -78,11 +82,11 @@ def xforce_nightly() -> None:
         return tasks.plan_night(params or {}, data_interval_start, str(run_id), TZ)
 
     @task
-    def plan_extracts(night: str, datasets: list[str]) -> list[dict[str, str]]:
-        """One item per force x dataset, from the force registry (config/forces.yaml)."""
+    def plan_extracts(night: str, dataset: str) -> list[dict[str, str]]:
+        """One item per force for the dataset, from the force registry (config/forces.yaml)."""
         from xforce.airflow import tasks
 
-        return tasks.plan_extracts(night, datasets)
+        return tasks.plan_extracts(night, [dataset])
 
     @extract_task(  # @task, with links to the extract's page and the night's Data Docs
         map_index_template="{{ xforce_label }}",
@@ -128,15 +132,20 @@ def xforce_nightly() -> None:
         return tasks.publish_night(night, str(run_id))
 
     night = plan_night()
-    primary = plan_extracts(night, ["incidents", "anpr_reads"])
-    seizures = plan_extracts.override(task_id="plan_seizures")(night, ["seizures"])
-    checked = validate_extract.expand(ref=land_extract.expand(item=primary))
-    landed_seizures = land_extract.override(task_id="land_seizures").expand(item=seizures)
-    checked_seizures = validate_extract.override(task_id="validate_seizures", trigger_rule="all_done").expand(
-        ref=landed_seizures
-    )
-    checked >> checked_seizures
-    [checked, checked_seizures] >> publish_night(night)
+
+    def extracts(dataset: str, **validate_args: str):  # the mapped validate task
+        """plan_<dataset> -> land_<dataset> (one per force) -> validate_<dataset> (one per force)."""
+        items = plan_extracts.override(task_id=f"plan_{dataset}")(night, dataset)
+        landed = land_extract.override(task_id=f"land_{dataset}").expand(item=items)
+        return validate_extract.override(task_id=f"validate_{dataset}", **validate_args).expand(ref=landed)
+
+    # One land and one validate task per dataset, so each dataset's validations start once its own
+    # extracts have landed. Seizures are checked against the night's incidents, so they wait for those
+    # (short, and first by Airflow's default weights), not for the ANPR reads, which take longest.
+    incidents, anpr_reads = extracts("incidents"), extracts("anpr_reads")
+    seizures = extracts("seizures", trigger_rule="all_done")
+    incidents >> seizures
+    [incidents, anpr_reads, seizures] >> publish_night(night)
 
 
 xforce_nightly()

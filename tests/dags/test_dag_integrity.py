@@ -67,10 +67,13 @@ def test_nightly_is_wired_as_documented(dagbag) -> None:
     ids = {t.task_id for t in dag.tasks}
     assert ids == {
         "plan_night",
-        "plan_extracts",
+        "plan_incidents",
+        "plan_anpr_reads",
         "plan_seizures",
-        "land_extract",
-        "validate_extract",
+        "land_incidents",
+        "validate_incidents",
+        "land_anpr_reads",
+        "validate_anpr_reads",
         "land_seizures",
         "validate_seizures",
         "publish_night",
@@ -78,4 +81,12 @@ def test_nightly_is_wired_as_documented(dagbag) -> None:
     publish = dag.get_task("publish_night")
     assert publish.trigger_rule == "all_done"  # one broken force never holds back the others
     assert dag.get_task("validate_seizures").trigger_rule == "all_done"
-    assert "validate_extract" in dag.get_task("validate_seizures").upstream_task_ids
+    # seizures are checked against the night's incidents; the ANPR reads do not hold them back
+    assert dag.get_task("validate_seizures").upstream_task_ids == {"land_seizures", "validate_incidents"}
+    assert dag.get_task("validate_anpr_reads").upstream_task_ids == {"land_anpr_reads"}
+    assert dag.get_task("publish_night").upstream_task_ids == {
+        "plan_night",
+        "validate_incidents",
+        "validate_anpr_reads",
+        "validate_seizures",
+    }

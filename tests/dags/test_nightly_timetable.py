@@ -86,5 +86,5 @@ def test_every_validate_task_runs_in_the_validate_pool(tmp_path_factory: pytest.
 
     dag = load_dagbag(tmp_path_factory.mktemp("airflow")).dags["xforce_nightly"]
     pools = {t.task_id: t.pool for t in dag.tasks}
-    assert pools["validate_extract"] == pools["validate_seizures"] == VALIDATE_POOL
+    assert pools["validate_incidents"] == pools["validate_anpr_reads"] == pools["validate_seizures"] == VALIDATE_POOL
     assert {p for t, p in pools.items() if not t.startswith("validate")} == {"default_pool"}

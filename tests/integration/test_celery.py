@@ -213,14 +213,14 @@ def _run(cluster: Cluster, env: dict[str, str], db: Any, result: dict[str, Any])
         state, tis = _states(engine)
         assert state in ("queued", "running"), f"run ended ({state}) before the worker could be killed"
         done = [t for t in tis if t["map_index"] >= 0 and t["state"] == "success"]
-        validating = [t for t in tis if t["task_id"] == "validate_extract" and t["state"] == "running"]
+        validating = [t for t in tis if t["task_id"].startswith("validate_") and t["state"] == "running"]
         # Not while the worker holds a task it has received but not yet started: Airflow would only
         # re-queue that one after [scheduler] task_queued_timeout, longer than this test should take.
         received = set(re.findall(r"execute_workload\[([0-9a-f-]+)\] received", cluster.log("worker1")))
         starting = [t for t in tis if t["state"] == "queued" and t["external_executor_id"] in received]
         return tis if done and validating and not starting else None
 
-    at_kill = wait_for(mid_run, DEADLINE, "a validate_extract task running", interval=0.5)
+    at_kill = wait_for(mid_run, DEADLINE, "a validate task running", interval=0.5)
     cluster.kill("worker1")  # SIGKILL to the worker and every process it started: its running tasks die too
     result["at_kill"] = at_kill
     result["killed_after"] = time.monotonic() - started

@@ -333,17 +333,17 @@ def test_in_process_runs_write_each_task_trys_log_file_with_the_summary_and_no_p
         }
         assert {
             "task_id=plan_night",
-            "task_id=land_extract",
-            "task_id=validate_extract",
+            "task_id=land_anpr_reads",
+            "task_id=validate_anpr_reads",
             "task_id=publish_night",
         } <= tasks
     night_run = logs / f"run_id={run_ids[-1]}"
-    validate = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=validate_extract/*/*.log"))
+    validate = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=validate_anpr_reads/*/*.log"))
     assert re.search(rf"{FORCE}/anpr_reads {NIGHT}: validated; received \d+, published \d+, quarantined \d+", validate)
     assert re.search(r"Great Expectations, row-level suite: \d+ of \d+ expectations met", validate)
     assert "Done. Returned value was" in validate
-    land = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=land_extract/*/*.log"))
-    assert "land_extract" not in validate and "Task started" in land  # each file holds its own task's part
+    land = "\n".join(p.read_text(encoding="utf-8") for p in night_run.glob("task_id=land_anpr_reads/*/*.log"))
+    assert "land_anpr_reads" not in validate and "Task started" in land  # each file holds its own task's part
     plates = landing_plates(world["landing"])
     assert len(plates) >= 50
     leaks = [(str(p), plate) for p in logs.rglob("*.log") for plate in plates if plate in p.read_text(encoding="utf-8")]

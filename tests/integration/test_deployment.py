@@ -299,7 +299,7 @@ def test_each_extracts_tasks_link_to_its_page_and_the_nights_data_docs(
     url, token, run_id = deployment["url"], night["token"], quote(night["run_id"], safe="")
     code, body = call(f"{url}/api/v2/dags/xforce_nightly/dagRuns/{run_id}/taskInstances?limit=100", token)
     assert code == 200, body
-    mapped = [t for t in json.loads(body)["task_instances"] if t["task_id"] in ("land_extract", "validate_extract")]
+    mapped = [t for t in json.loads(body)["task_instances"] if t["task_id"].startswith(("land_", "validate_"))]
     assert mapped
     for ti in mapped:
         force, dataset = ti["rendered_map_index"].split("/")
@@ -320,7 +320,7 @@ def test_task_logs_are_written_with_the_summary_and_no_plate(deployment: dict[st
     run_logs = deployment["home"] / "logs" / "dag_id=xforce_nightly" / f"run_id={night['run_id']}"
     files = {
         task: sorted((run_logs / f"task_id={task}").rglob("*.log"))
-        for task in ("land_extract", "validate_extract", "publish_night")
+        for task in ("land_anpr_reads", "validate_anpr_reads", "publish_night")
     }
     for task, found in files.items():
         assert found, f"no log file for {task} under {run_logs}"
@@ -329,7 +329,7 @@ def test_task_logs_are_written_with_the_summary_and_no_plate(deployment: dict[st
         f"{FORCE}/anpr_reads {NIGHT}: validated; received {anpr['rows_in']}, "
         f"published {anpr['rows_published']}, quarantined {anpr['rows_quarantined']}"
     )
-    validate = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files["validate_extract"])
+    validate = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files["validate_anpr_reads"])
     assert summary in validate
     assert re.search(r"Great Expectations, row-level suite: \d+ of \d+ expectations met", validate)
     plates = landing_plates(deployment["data"] / "landing")

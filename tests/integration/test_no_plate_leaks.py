@@ -373,7 +373,7 @@ def test_no_plate_outside_the_restricted_zones(night) -> None:
     # the task logs: in the run's log file under the data folder (scanned above), not on the console
     logs = sorted((data / "logs").glob("xforce-run-*.log"))
     text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in logs)
-    assert "validate_extract" in text
+    assert "validate_anpr_reads" in text
     # ... and they hold each extract's summary (counts, reasons, expectations met), which was scanned too
     assert re.search(r"kent/anpr_reads \S+: \w+; received \d+, published \d+, quarantined \d+", text)
     assert "Great Expectations, row-level suite:" in text and "quarantined by reason:" in text

@@ -274,7 +274,7 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         sids = [int(json.loads(p.read_text())["pid"]) for p in (home / "deploy").glob("*.pid")]
         idle = _sessions_pss(sids)
         peak = idle
-        start = time.perf_counter()
+        start, start_at = time.perf_counter(), datetime.now(UTC)
         run_id = client.trigger("xforce_nightly", f"night__{NIGHT}__bench", f"{NIGHT}T02:30:00+00:00", {"night": NIGHT})
 
         def sample(_state: str = "") -> None:
@@ -286,6 +286,7 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         if state != "success":
             raise RuntimeError(f"the night ended {state}: see {home}/logs")
         tis = client.task_instances("xforce_nightly", run_id)
+        timeline = _timeline(tis, start_at)
         fixed = _median_max(_fixed_costs(home, tis, run_id, "reading starts"))
         first = _median_max(_fixed_costs(home, tis, run_id, "first records read"))
     finally:
@@ -300,7 +301,30 @@ def bench_deployment(work: Path, reads: int) -> dict[str, object]:
         "task_fixed_s_max": fixed[1],
         "first_batch_s_median": first[0],
         "first_batch_s_max": first[1],
+        # where the night's time went: each task try's start and end, seconds after the trigger
+        "tasks": timeline,
     }
+
+
+def _timeline(tis: list[dict[str, object]], trigger: datetime) -> list[dict[str, object]]:
+    """Each task instance's label, start and end in seconds after ``trigger``, in start order."""
+
+    def after(stamp: object) -> float | None:
+        if not stamp:
+            return None
+        return round((datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) - trigger).total_seconds(), 1)
+
+    rows = [
+        {
+            "task": str(ti["task_id"]),
+            "label": ti.get("rendered_map_index") or ti.get("map_index"),
+            "state": ti["state"],
+            "start_s": after(ti.get("start_date")),
+            "end_s": after(ti.get("end_date")),
+        }
+        for ti in tis
+    ]
+    return sorted(rows, key=lambda r: (r["start_s"] is None, r["start_s"] or 0.0))
 
 
 def _fixed_costs(home: Path, tis: list[dict[str, object]], run_id: str, mark: str) -> list[float]:
@@ -308,7 +332,7 @@ def _fixed_costs(home: Path, tis: list[dict[str, object]], run_id: str, mark: st
     log holding ``mark`` (``reading starts``: its fixed cost; ``first records read``: its first batch)."""
     out = []
     for ti in tis:
-        if ti["task_id"] not in ("validate_extract", "validate_seizures") or ti["state"] != "success":
+        if not str(ti["task_id"]).startswith("validate_") or ti["state"] != "success":
             continue
         folder = home / "logs" / "dag_id=xforce_nightly" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
         started = datetime.fromisoformat(str(ti["start_date"]).replace("Z", "+00:00"))

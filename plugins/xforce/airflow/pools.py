@@ -1,10 +1,11 @@
 """The hub's Airflow pool: how many extracts validate at once on a deployment.
 
-Each ``validate_extract`` task holds a Great Expectations worker process and a batch in memory; under
-LocalExecutor or Celery, thirteen at once took about 9.5 GB. The validate tasks run in the pool
-:data:`VALIDATE_POOL`, sized by ``intake.validate_slots`` in ``config/forces.yaml``. A pool must exist
-before a scheduler can queue its tasks (Airflow leaves tasks of an unknown pool unscheduled), so every
-way of starting the hub creates it after migrating the metadata database: ``xforce run``/``backfill``,
+Each validate task (``validate_incidents``, ``validate_anpr_reads``, ``validate_seizures``) holds a
+Great Expectations worker process and a batch in memory; under LocalExecutor or Celery, thirteen at
+once took about 9.5 GB. The validate tasks run in the pool :data:`VALIDATE_POOL`, sized by
+``intake.validate_slots`` in ``config/forces.yaml``. A pool must exist before a scheduler can queue
+its tasks (Airflow leaves tasks of an unknown pool unscheduled), so every way of starting the hub
+creates it after migrating the metadata database: ``xforce run``/``backfill``,
 ``xforce up``, ``xforce pools`` (compose's init step, Celery deployments).
 """
 

@@ -102,13 +102,13 @@ def warn_loose_permissions(ctx: Context, night: str, run_id: str) -> list[dict[s
 
 @_config_errors_fail_at_once
 def plan_extracts(night: str, datasets: Iterable[str]) -> list[dict[str, str]]:
-    """``plan_extracts``/``plan_seizures``: one item per force x dataset."""
+    """``plan_<dataset>``: one item per force x dataset (what ``land_<dataset>`` maps over)."""
     return land.plan_night(Context.from_env(), night, tuple(datasets))
 
 
 @_config_errors_fail_at_once
 def land_extract(item: dict[str, str], run_id: str) -> dict[str, Any]:
-    """``land_extract``: the force's files for the night, landing -> raw."""
+    """``land_<dataset>``: the force's files for the night, landing -> raw."""
     ctx = Context.from_env()
     ref = _one_run_per_night(lambda: land.land_extract(ctx, item["night"], item["force"], item["dataset"], run_id))
     files = ref.get("files") or []
@@ -127,7 +127,7 @@ def land_extract(item: dict[str, str], run_id: str) -> dict[str, Any]:
 
 @_config_errors_fail_at_once
 def process_extract(ref: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """``validate_extract``: a missing extract is skipped, an unusable one fails its task (others go on)."""
+    """``validate_<dataset>``: a missing extract is skipped, an unusable one fails its task (others go on)."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from xforce.exchange import process, tuning  # here, not at the top: each task imports only its own

@@ -1,6 +1,6 @@
 """Land: copy a night's files from landing to the immutable raw zone, with their SHA-256.
 
-The first stage of the nightly exchange (``land_extract`` in ``dags/xforce_nightly.py``), plus the
+The first stage of the nightly exchange (the ``land_<dataset>`` tasks of ``dags/xforce_nightly.py``), plus the
 plan it works from. Nothing here reads a file's content."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Process: normalise, validate (Great Expectations), tokenise and split one landed extract into
 staged files, and record what happened.
 
-The second stage of the nightly exchange (``validate_extract``). A batch is prepared (normalised,
+The second stage of the nightly exchange (the ``validate_<dataset>`` tasks). A batch is prepared (normalised,
 ids seen, plates tokenised) while the previous one is validated on another thread."""
 
 from __future__ import annotations

@@ -556,16 +556,15 @@ def _read_jsonl(
     names = list(contract.fields)
     with opener() as f:
         reader = _LineReader(gunzip_chunks(f, contract.compression == "gzip", limits), limits.max_record_bytes)
-        lines = reader.lines()
         record = 0
         done = False
-        while not done:
-            rows: list[list[str | None]] = []
+        while not done:  # a batch: whole blocks of lines until it holds BATCH_ROWS records or more
+            columns: list[list[str | None]] = [[] for _ in names]
             recs: list[int] = []
             rejects: list[Reject] = []
             while len(recs) + len(rejects) < BATCH_ROWS:
                 try:
-                    line = next(lines, None)
+                    block = reader.take()
                 except Truncated as exc:
                     report.warning = f"{exc}; records after {record} could not be read"
                     done = True
@@ -574,31 +573,31 @@ def _read_jsonl(
                         record += 1
                         rejects.append(Reject(record, "unparseable", "partial record at the end of a truncated file"))
                     break
-                if line is None:
+                if not block:
                     done = True
                     break
-                if not line.strip():
-                    continue
-                record += 1
-                if line is OVERSIZED:
-                    rejects.append(Reject(record, "oversized_record", f"longer than {limits.max_record_bytes} bytes"))
-                    continue
-                parsed = _fast_record(line, paths, decode) or parse_record(line, paths)
-                if isinstance(parsed, Reject):
-                    parsed.record = record
-                    rejects.append(parsed)
-                    continue
-                obj, values = parsed
-                if record <= KEY_SAMPLE:
-                    report.columns = _key_paths(obj, report.columns)
-                rows.append(values)
-                recs.append(record)
+                for line in block:
+                    if not line.strip():
+                        continue
+                    record += 1
+                    if line is OVERSIZED:
+                        rejects.append(
+                            Reject(record, "oversized_record", f"longer than {limits.max_record_bytes} bytes")
+                        )
+                        continue
+                    parsed = _fast_record(line, paths, decode) or parse_record(line, paths)
+                    if isinstance(parsed, Reject):
+                        parsed.record = record
+                        rejects.append(parsed)
+                        continue
+                    obj, values = parsed
+                    if record <= KEY_SAMPLE:
+                        report.columns = _key_paths(obj, report.columns)
+                    for column, value in zip(columns, values, strict=True):
+                        column.append(value)  # a list per column: pa.array reads a list 7x faster than a tuple
+                    recs.append(record)
             if recs or rejects:
-                cols: dict[str, pa.Array] = (
-                    {c: pa.array(v, pa.string()) for c, v in zip(names, zip(*rows, strict=True), strict=True)}
-                    if rows
-                    else {c: pa.array([], pa.string()) for c in names}
-                )
+                cols: dict[str, pa.Array] = {c: pa.array(v, pa.string()) for c, v in zip(names, columns, strict=True)}
                 cols["_record"] = pa.array(recs, pa.int64())
                 cols["_error"] = pa.nulls(len(recs), pa.string())
                 report.records += len(recs) + len(rejects)
